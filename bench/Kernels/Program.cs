@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using BnDist.Core.Backends;
+using BnDist.Core.Backends.Cpu;
+
+// Median-of-N GFLOP/s for the CPU kernels on the model's shapes. Run in Release:
+//   dotnet run -c Release --project bench/Kernels [-- reps-multiplier]
+// Every figure is 2·(multiply-adds) / median wall time of one call, after warm-up calls.
+double scale = args.Length > 0 ? double.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 1;
+Console.WriteLine($"{Environment.ProcessorCount} logical CPUs, AVX-512: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
+using var pool1 = new CpuThreadPool(1);
+using var pool2 = new CpuThreadPool(2);
+CpuThreadPool[] pools = [pool1, pool2];
+
+// Calibration: what the FMA units deliver right now on 1 and on 2 threads. On a shared VM the two vCPUs are
+// not always two physical cores' worth of compute; read the 2-thread figures below against this line.
+ReportPeak("FMA peak (register-only loop)");
+Report("pool.For(2, empty) round trip", Median(() => pool2.For(2, static _ => { }), Reps(2000)) * 1e6, "µs");
+
+foreach (int s in new[] { 256, 512, 1024 })
+{
+    var (a, b, c) = (Rand(s * s), Rand(s * s), Rand(s * s));
+    foreach (var pool in pools)
+    {
+        double t = Median(() => Gemm(pool, s, s, s, a, b, c), Reps(s >= 1024 ? 9 : 41));
+        Report($"sgemm {s}³, {pool.Threads} thread(s)", 2.0 * s * s * s / t / 1e9, "GFLOP/s");
+    }
+}
+
+// The model's per-sample GEMMs for conv2 (serial: the conv runs one sample per thread).
+foreach (var (ta, tb, m, n, k, what) in new[] { (false, false, 64, 196, 288, "conv2 fwd  W·col"), (false, true, 64, 288, 196, "conv2 dW   dy·colᵀ"), (true, false, 288, 196, 64, "conv2 dcol Wᵀ·dy") })
+{
+    var (a, b, c) = (Rand(m * k), Rand(k * n), Rand(m * n));
+    double t = Median(() => SerialGemm(ta, tb, m, n, k, a, b, c), Reps(301));
+    Report($"sgemm {m}×{n}×{k} tA={ta} tB={tb} ({what}), serial", 2.0 * m * n * k / t / 1e9, "GFLOP/s");
+}
+
+using var ws = new CpuConvWorkspace();
+var conv1 = new ConvGeometry(128, 1, 28, 28, 32, 3, 3, 1, 1);
+var conv2 = new ConvGeometry(128, 32, 14, 14, 64, 3, 3, 1, 1);
+foreach (var (g, name, withDx) in new[] { (conv1, "conv1 1→32 28×28", false), (conv2, "conv2 32→64 14×14", true) })
+{
+    var x = Rand((long)g.N * g.InChannels * g.Height * g.Width);
+    var w = Rand((long)g.OutChannels * g.PatchSize);
+    var y = Rand((long)g.N * g.OutChannels * g.OutHeight * g.OutWidth);
+    var dy = Rand((long)g.N * g.OutChannels * g.OutHeight * g.OutWidth);
+    var dx = Rand((long)g.N * g.InChannels * g.Height * g.Width);
+    var dw = Rand((long)g.OutChannels * g.PatchSize);
+    foreach (var pool in pools)
+    {
+        double tf = Median(() => Conv(pool, g, x, w, y, ws, fwd: true, dx: null, dy, dw), Reps(15));
+        double tb = Median(() => Conv(pool, g, x, w, y, ws, fwd: false, withDx ? dx : null, dy, dw), Reps(15));
+        Report($"{name} N=128 fwd, {pool.Threads} thread(s)", g.ForwardFlops / tf / 1e9, $"GFLOP/s  ({tf * 1e3:F2} ms)");
+        Report($"{name} N=128 bwd{(withDx ? "" : " (no dx)")}, {pool.Threads} thread(s)", (withDx ? 2 : 1) * g.ForwardFlops / tb / 1e9, $"GFLOP/s  ({tb * 1e3:F2} ms)");
+    }
+}
+
+{
+    const int n = 128, fin = 3136, fout = 128;
+    var (x, w, bias, y) = (Rand(n * fin), Rand(fout * fin), Rand(fout), Rand(n * fout));
+    var (dx, dw, db) = (Rand(n * fin), Rand(fout * fin), Rand(fout));
+    foreach (var pool in pools)
+    {
+        double tf = Median(() => Linear(pool, n, fin, fout, x, w, bias, y, null, null, null, fwd: true), Reps(41));
+        double tb = Median(() => Linear(pool, n, fin, fout, x, w, bias, y, dx, dw, db, fwd: false), Reps(41));
+        Report($"linear 128×3136→128 fwd, {pool.Threads} thread(s)", 2.0 * n * fin * fout / tf / 1e9, $"GFLOP/s  ({tf * 1e3:F2} ms)");
+        Report($"linear 128×3136→128 bwd, {pool.Threads} thread(s)", 4.0 * n * fin * fout / tb / 1e9, $"GFLOP/s  ({tb * 1e3:F2} ms)");
+    }
+}
+
+ReportPeak("FMA peak again (end of run)");
+
+void ReportPeak(string what)
+{
+    const long iters = 5_000_000;
+    double flops = iters * 12 * 16 * 2.0;
+    double t1 = Median(() => Peak.Run(iters), 5);
+    double t2 = Median(() => pool2.For(2, static _ => Peak.Run(iters)), 5);
+    Console.WriteLine($"{what,-58} {flops / t1 / 1e9,8:F1} GFLOP/s on 1 thread, {2 * flops / t2 / 1e9:F1} on 2");
+}
+
+int Reps(int n) => Math.Max(3, (int)(n * scale)) | 1;
+
+static void Report(string what, double value, string unit) => Console.WriteLine($"{what,-58} {value,8:F1} {unit}");
+
+static unsafe void Gemm(CpuThreadPool pool, int m, int n, int k, Buf a, Buf b, Buf c) =>
+    Sgemm.Multiply(pool, false, false, m, n, k, 1f, a.P, k, b.P, n, 0f, c.P, n);
+
+static unsafe void SerialGemm(bool ta, bool tb, int m, int n, int k, Buf a, Buf b, Buf c) =>
+    Sgemm.Multiply(ta, tb, m, n, k, 1f, a.P, ta ? m : k, b.P, tb ? k : n, 0f, c.P, n);
+
+static unsafe void Conv(CpuThreadPool pool, ConvGeometry g, Buf x, Buf w, Buf y, CpuConvWorkspace ws, bool fwd, Buf? dx, Buf dy, Buf dw)
+{
+    if (fwd)
+        CpuConv.Forward(pool, g, x.P, w.P, null, y.P, ws);
+    else
+        CpuConv.Backward(pool, g, x.P, w.P, dy.P, dx is null ? null : dx.P, dw.P, null, ws);
+}
+
+static unsafe void Linear(CpuThreadPool pool, int n, int fin, int fout, Buf x, Buf w, Buf b, Buf y, Buf? dx, Buf? dw, Buf? db, bool fwd)
+{
+    if (fwd)
+        CpuLinear.Forward(pool, n, fin, fout, x.P, w.P, b.P, y.P);
+    else
+        CpuLinear.Backward(pool, n, fin, fout, x.P, w.P, y.P, dx!.P, dw!.P, db!.P);
+}
+
+static double Median(Action run, int reps)
+{
+    for (int i = 0; i < 3; i++)
+        run();
+    var times = new double[reps];
+    for (int i = 0; i < reps; i++)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        run();
+        times[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+    Array.Sort(times);
+    return times[reps / 2];
+}
+
+static Buf Rand(long count)
+{
+    var buf = new Buf(count);
+    var rng = new Random(42);
+    unsafe
+    {
+        for (long i = 0; i < count; i++)
+            buf.P[i] = rng.NextSingle() - 0.5f;
+    }
+    return buf;
+}
+
+/// <summary>A 64-byte aligned native float array (freed at process exit).</summary>
+internal sealed unsafe class Buf(long count)
+{
+    public readonly float* P = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
+}
+
+/// <summary>Twelve independent 512-bit FMA chains: the machine's FMA throughput, free of memory effects.</summary>
+internal static class Peak
+{
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static float Run(long iters)
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+            return 0f;
+        var a = System.Runtime.Intrinsics.Vector512.Create(1.0001f);
+        var b = System.Runtime.Intrinsics.Vector512.Create(0.9999f);
+        System.Runtime.Intrinsics.Vector512<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
+        for (long i = 0; i < iters; i++)
+        {
+            c0 = Fma(c0, b, a); c1 = Fma(c1, b, a); c2 = Fma(c2, b, a); c3 = Fma(c3, b, a);
+            c4 = Fma(c4, b, a); c5 = Fma(c5, b, a); c6 = Fma(c6, b, a); c7 = Fma(c7, b, a);
+            c8 = Fma(c8, b, a); c9 = Fma(c9, b, a); c10 = Fma(c10, b, a); c11 = Fma(c11, b, a);
+        }
+        return System.Runtime.Intrinsics.Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+    }
+
+    private static System.Runtime.Intrinsics.Vector512<float> Fma(System.Runtime.Intrinsics.Vector512<float> x,
+        System.Runtime.Intrinsics.Vector512<float> y, System.Runtime.Intrinsics.Vector512<float> z) =>
+        System.Runtime.Intrinsics.X86.Avx512F.FusedMultiplyAdd(x, y, z);
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# bench/accuracy.sh: test-accuracy curves of BnDist and PyTorch training convnet on the full
+# Fashion-MNIST with the same recipe.
+#
+# What it measures: test accuracy and loss after each epoch of
+#   bench/peers/torch_train.py   (PyTorch, its own init and shuffle)
+#   bndist train                 (Release build, --lr-schedule constant)
+# both with EPOCHS epochs, global batch BATCH, lr LR constant, momentum MOMENTUM, weight decay WD,
+# THREADS threads, on DATA. The runs are sequential (PyTorch first) so they do not share cores.
+# Prints both curves side by side; the metrics (JSON lines) and logs go to bench/out/accuracy-<time>/.
+#
+# Run from anywhere:  bench/accuracy.sh
+# Knobs (environment): DATA=/usr/share/datasets/fashion-mnist EPOCHS=3 BATCH=128 LR=0.05
+#   MOMENTUM=0.9 WD=5e-4 THREADS=2 SEED=0 PYTHON=/usr/bin/python3
+#   STEPS=N   smoke run: stop both after N steps in all (one evaluation at the end), e.g. STEPS=5
+#   ONLY=torch|bndist   run one side only
+# Needs the .NET SDK and Debian's python3-torch (/usr/bin/python3). The full run is long while
+# BnDist's CPU kernels are the naive ones.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+EPOCHS=${EPOCHS:-3}
+BATCH=${BATCH:-128}
+LR=${LR:-0.05}
+MOMENTUM=${MOMENTUM:-0.9}
+WD=${WD:-5e-4}
+THREADS=${THREADS:-2}
+SEED=${SEED:-0}
+STEPS=${STEPS:-}
+ONLY=${ONLY:-}
+PYTHON=${PYTHON:-/usr/bin/python3}
+OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-openmp
+
+die() { echo "accuracy.sh: $*" >&2; exit 1; }
+for v in EPOCHS BATCH THREADS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+done
+[[ -z $STEPS || $STEPS =~ ^[1-9][0-9]*$ ]] || die "STEPS must be a positive integer or empty, got '$STEPS'"
+[[ -z $ONLY || $ONLY == torch || $ONLY == bndist ]] || die "ONLY must be torch, bndist or empty, got '$ONLY'"
+[[ -d $DATA ]] || die "no data directory $DATA (set DATA=...)"
+command -v "$PYTHON" >/dev/null || die "no python at '$PYTHON' (set PYTHON=...)"
+if [[ $ONLY != bndist ]] && ! "$PYTHON" -c 'import torch' 2>/dev/null; then
+    die "PyTorch is not importable by $PYTHON: install Debian's python3-torch (apt-get install python3-torch), set PYTHON, or run ONLY=bndist"
+fi
+
+OUT="$ROOT/bench/out/accuracy-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+STEP_ARGS=()
+[[ -n $STEPS ]] && STEP_ARGS=(--steps "$STEPS")
+echo "convnet on $DATA: $EPOCHS epochs${STEPS:+ (smoke: $STEPS steps)}, batch $BATCH, lr $LR constant, momentum $MOMENTUM, wd $WD, $THREADS threads; logs in $OUT"
+
+if [[ $ONLY != bndist ]]; then
+    echo "== PyTorch"
+    LD_LIBRARY_PATH="$OPENBLAS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" OMP_NUM_THREADS="$THREADS" \
+        "$PYTHON" "$ROOT/bench/peers/torch_train.py" --data "$DATA" --epochs "$EPOCHS" "${STEP_ARGS[@]}" \
+        --batch-size "$BATCH" --lr "$LR" --momentum "$MOMENTUM" --weight-decay "$WD" --threads "$THREADS" \
+        --seed "$SEED" --metrics-out "$OUT/torch.jsonl" 2>&1 | tee "$OUT/torch.log"
+fi
+
+if [[ $ONLY != torch ]]; then
+    command -v dotnet >/dev/null || die "dotnet not found"
+    echo "== BnDist (building Release...)"
+    dotnet build "$ROOT/src/Cli/Cli.csproj" -c Release --nologo -v q >"$OUT/build.log" 2>&1 \
+        || { cat "$OUT/build.log" >&2; die "Release build failed"; }
+    BNDIST_DLL="$ROOT/src/Cli/bin/Release/net10.0/bndist.dll"
+    [[ -f $BNDIST_DLL ]] || die "build produced no $BNDIST_DLL"
+    dotnet "$BNDIST_DLL" train --data "$DATA" --epochs "$EPOCHS" "${STEP_ARGS[@]}" --batch-size "$BATCH" \
+        --lr "$LR" --momentum "$MOMENTUM" --weight-decay "$WD" --lr-schedule constant --threads "$THREADS" \
+        --seed "$SEED" --metrics-out "$OUT/bndist.jsonl" 2>&1 | tee "$OUT/bndist.log"
+fi
+
+"$PYTHON" - "$OUT" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+def epochs(name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return {}
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    return {r["epoch"]: r for r in rows if "test_accuracy" in r}
+b, t = epochs("bndist.jsonl"), epochs("torch.jsonl")
+def cell(r):
+    return f"{r['test_accuracy']:8.4f} {r['test_loss']:8.4f} {r['step']:6d}" if r else f"{'-':>8} {'-':>8} {'-':>6}"
+print()
+print(f"{'':6}{'BnDist':^24} | {'PyTorch':^24}")
+print(f"{'epoch':6}{'acc':>8} {'loss':>8} {'step':>6} | {'acc':>8} {'loss':>8} {'step':>6}")
+for e in sorted(set(b) | set(t)):
+    print(f"{e:<6}{cell(b.get(e))} | {cell(t.get(e))}")
+EOF

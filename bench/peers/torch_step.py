@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""Median wall time of one PyTorch training step of BnDist's convnet: the peer of
+`bndist bench step`.
+
+What it measures: one step = zero_grad, forward (model.train(), batch norm on batch statistics),
+F.cross_entropy, backward, torch.optim.SGD(lr 0.01, momentum 0.9, weight decay 5e-4).step() and
+loss.item(), on one fixed batch: the first --batch-size samples of the embedded Fashion-MNIST
+training subset (data/fashion-mnist), as `bndist bench step` uses. After --warmup untimed steps,
+--iterations steps are timed one by one with time.perf_counter; it prints one JSON line
+
+  {"median_ms", "min_ms", "max_ms", "threads", "batch_size", "model", "norm", "iterations",
+   "warmup", "gflop_per_step", "gflops", "torch_version", "blas", "mkldnn", ...}
+
+where gflop_per_step counts 2 x multiply-adds of the conv/linear layers as BenchCommand.StepFlops
+does (forward, weight and input gradients; no input gradient for the first layer).
+
+Run (Debian's torch is in the system python; its default BLAS is ~2x slower than OpenBLAS/OpenMP):
+
+  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OMP_NUM_THREADS=2 \\
+      /usr/bin/python3 bench/peers/torch_step.py --batch-size 128 --threads 2
+
+bench/step.sh runs it interleaved with `bndist bench step`. stdlib + torch only.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import torch_models as tm  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description="median ms per PyTorch training step of BnDist's models")
+    ap.add_argument("--model", default="convnet", choices=tm.ARCHITECTURES)
+    ap.add_argument("--norm", default="bn", choices=tm.NORMALIZATIONS)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "data", "fashion-mnist"),
+                    help="directory of the IDX files (default: the embedded subset)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.batch_size < 1 or args.threads < 1 or args.iterations < 1 or args.warmup < 0:
+        ap.error("--batch-size, --threads and --iterations must be >= 1, --warmup >= 0")
+
+    tm.setup_threads(args.threads)
+    torch.manual_seed(args.seed)
+    images, labels = tm.load_fashion_mnist(args.data, train=True)
+    if args.batch_size > len(labels):
+        ap.error(f"--batch-size {args.batch_size} exceeds the {len(labels)} samples in {args.data}")
+    x = images[:args.batch_size].contiguous()
+    y = labels[:args.batch_size].contiguous()
+
+    model = tm.build(args.model, args.norm)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.iterations):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1000.0)
+
+    times.sort()
+    median = times[len(times) // 2]  # BenchCommand's definition (the upper median when even)
+    gflop = tm.step_flops(model, args.batch_size) / 1e9
+    result = {
+        "model": args.model, "norm": args.norm, "batch_size": args.batch_size, "threads": args.threads,
+        "median_ms": median, "min_ms": times[0], "max_ms": times[-1],
+        "iterations": args.iterations, "warmup": args.warmup,
+        "gflop_per_step": gflop, "gflops": gflop / (median / 1000.0),
+    }
+    result.update(tm.runtime_info())
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+using BnDist.Cli.Commands;
+
+namespace BnDist.Cli;
+
+public static class Program
+{
+    private const string Usage = """
+        usage: bndist <command> [options]
+
+        commands:
+          train       train in this process (bndist train --help)
+          eval        test accuracy of a checkpoint
+          bench step  median time of one training step
+        """;
+
+    public static int Main(string[] args)
+    {
+        using var cancellation = new CancellationTokenSource();
+        System.Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true; // finish the current step, then stop cleanly
+            cancellation.Cancel();
+        };
+        try
+        {
+            if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+            {
+                System.Console.WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            return args[0] switch
+            {
+                "train" => TrainCommand.Run(new ArgReader("train", args[1..]), cancellation.Token),
+                "eval" => EvalCommand.Run(new ArgReader("eval", args[1..])),
+                "bench" => BenchCommand.Run(args[1..]),
+                _ => throw new UsageException($"unknown command '{args[0]}' (expected train, eval, bench)"),
+            };
+        }
+        catch (UsageException e)
+        {
+            System.Console.Error.WriteLine($"bndist: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException)
+        {
+            System.Console.Error.WriteLine($"bndist: {e.Message}");
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,189 @@
+using BnDist.Core.Collectives;
+using BnDist.Protos;
+using BnDist.Protos.V1;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using OperationHeader = BnDist.Coordinator.OperationHeader;
+
+namespace BnDist.Coordinator;
+
+/// <summary>
+/// The gRPC face of <see cref="RunCoordinator"/>: translates protobuf to plain records and
+/// back, nothing more. Each worker's Collective stream is an <c>await foreach</c> over its
+/// requests plus a writer loop over its outbox, cleaned up in <c>finally</c>.
+/// </summary>
+public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> logger) : Cluster.ClusterBase
+{
+    public override async Task<JoinReply> Join(JoinRequest request, ServerCallContext context)
+    {
+        if (string.IsNullOrWhiteSpace(request.WorkerId)) throw Invalid("join: worker_id is empty");
+        var d = request.Dataset ?? throw Invalid($"join: worker '{request.WorkerId}' sent no dataset fingerprint");
+        var ticket = new JoinTicket(request.WorkerId, request.Device, request.ProtocolVersion, d.TrainCount, d.TestCount, d.TrainLabelsHash);
+        JoinResult joined;
+        try
+        {
+            joined = await run.JoinAsync(ticket, context.CancellationToken);
+        }
+        catch (JoinRefusedException e)
+        {
+            var code = e.Reason switch
+            {
+                JoinRefusal.DuplicateId => StatusCode.AlreadyExists,
+                JoinRefusal.Timeout => StatusCode.DeadlineExceeded,
+                _ => StatusCode.FailedPrecondition,
+            };
+            throw new RpcException(new Status(code, e.Message));
+        }
+        return new JoinReply
+        {
+            RunId = joined.RunId,
+            Rank = joined.Rank,
+            WorldSize = joined.WorldSize,
+            ConfigJson = joined.ConfigJson,
+            InitialState = UnsafeByteOperations.UnsafeWrap(joined.InitialState),
+            StartStep = joined.StartStep,
+            LearningRate = joined.LearningRate,
+            OperationTimeoutMs = (int)joined.OperationTimeout.TotalMilliseconds,
+        };
+    }
+
+    public override async Task Collective(IAsyncStreamReader<WorkerMessage> requests, IServerStreamWriter<CoordinatorMessage> responses,
+        ServerCallContext context)
+    {
+        if (!await requests.MoveNext(context.CancellationToken) || requests.Current.Hello is not { } hello)
+            throw Invalid("collective: the first message must be a hello with the run id and rank");
+        if (hello.RunId != run.RunId) throw new RpcException(new Status(StatusCode.FailedPrecondition, $"collective: run {hello.RunId} is not this coordinator's run {run.RunId}"));
+        int rank = hello.Rank;
+        if (rank < 0 || rank >= run.Settings.Workers) throw Invalid($"collective: rank {rank} is outside the world of {run.Settings.Workers}");
+
+        var writer = WriteOutbox(rank, responses, context.CancellationToken);
+        string? error = null;
+        try
+        {
+            await foreach (var message in requests.ReadAllAsync(context.CancellationToken))
+            {
+                if (!Dispatch(rank, message)) break;
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or RpcException or InvalidOperationException)
+        {
+            error = e.Message;
+        }
+        finally
+        {
+            run.StreamEnded(rank, error);
+        }
+        await writer;
+    }
+
+    public override Task<RunState> GetRunState(RunStateRequest request, ServerCallContext context) =>
+        Task.FromResult(new RunState
+        {
+            RunId = run.RunId,
+            CommittedSteps = run.CommittedSteps,
+            RunningStatistics = UnsafeByteOperations.UnsafeWrap(run.RunningStatisticsImage()),
+            LatestCheckpoint = run.LatestCheckpoint ?? "",
+            LatestCheckpointStep = run.LatestCheckpointStep,
+        });
+
+    /// <summary>Hands one message to the run; false (after aborting it) when the message is malformed.</summary>
+    private bool Dispatch(int rank, WorkerMessage message)
+    {
+        switch (message.BodyCase)
+        {
+            case WorkerMessage.BodyOneofCase.Contribution:
+                var c = message.Contribution;
+                if (!TryHeader(rank, c.Header, out var h)) return false;
+                if (h.Kind == CollectiveKind.Gradients) run.ContributeChunk(rank, h, c.Offset, c.Floats.Span);
+                else run.Contribute(rank, h, [.. c.Values]);
+                return true;
+            case WorkerMessage.BodyOneofCase.Commit:
+                var m = message.Commit;
+                if (!TryHeader(rank, m.Header, out var ch)) return false;
+                var t = m.Timing ?? new Protos.V1.StepTiming();
+                run.Commit(rank, ch, [.. m.Metrics], new StepTiming(t.ComputeS, t.StatsExchangeS, t.GradientExchangeS));
+                return true;
+            case WorkerMessage.BodyOneofCase.State:
+                run.UploadChunk(rank, message.State.Step, message.State.Data.Span, message.State.Last);
+                return true;
+            default:
+                run.Abort($"rank {rank} sent a malformed message ({message.BodyCase}) on its collective stream");
+                return false;
+        }
+    }
+
+    private bool TryHeader(int rank, Protos.V1.OperationHeader? header, out OperationHeader result)
+    {
+        result = default;
+        if (header is null || header.RunId != run.RunId || !Enum.IsDefined(typeof(CollectiveKind), (int)header.Kind) || header.Length < 0)
+        {
+            run.Abort($"rank {rank} sent a malformed operation header ({header?.ToString() ?? "none"})");
+            return false;
+        }
+        result = new OperationHeader(header.Step, header.Sequence, (CollectiveKind)(int)header.Kind, header.Layer, header.Length);
+        return true;
+    }
+
+    private async Task WriteOutbox(int rank, IServerStreamWriter<CoordinatorMessage> responses, CancellationToken cancellation)
+    {
+        try
+        {
+            await foreach (var message in run.Outbox(rank).ReadAllAsync(cancellation))
+            {
+                foreach (var wire in ToWire(message)) await responses.WriteAsync(wire, cancellation);
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or InvalidOperationException)
+        {
+            logger.LogDebug("Stream to rank {Rank} closed: {Error}", rank, e.Message);
+        }
+    }
+
+    private IEnumerable<CoordinatorMessage> ToWire(RankMessage message)
+    {
+        switch (message)
+        {
+            case SumMessage s:
+                var result = new Result { Header = Wire(s.Header) };
+                result.Values.AddRange(s.Values);
+                yield return new CoordinatorMessage { Result = result };
+                break;
+            case FloatSumMessage f:
+                for (int offset = 0; offset < f.Values.Length || offset == 0; offset += WireLimits.FloatChunk)
+                {
+                    int count = Math.Min(WireLimits.FloatChunk, f.Values.Length - offset);
+                    var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.Values.AsSpan(offset, count));
+                    yield return new CoordinatorMessage
+                    {
+                        Result = new Result { Header = Wire(f.Header), Floats = ByteString.CopyFrom(bytes), Offset = offset },
+                    };
+                    if (count == 0) break;
+                }
+                break;
+            case CommitMessage c:
+                var reply = new CommitReply { Header = Wire(c.Header), NextLearningRate = c.NextLearningRate, UploadState = c.UploadState };
+                reply.Metrics.AddRange(c.Metrics);
+                yield return new CoordinatorMessage { Committed = reply };
+                break;
+            case CheckpointSavedMessage saved:
+                yield return new CoordinatorMessage { Saved = new CheckpointSaved { Step = saved.Step, Path = saved.Path } };
+                break;
+            case AbortMessage abort:
+                yield return new CoordinatorMessage { Abort = new Abort { Reason = abort.Reason } };
+                break;
+        }
+    }
+
+    private Protos.V1.OperationHeader Wire(OperationHeader h) => new()
+    {
+        RunId = run.RunId,
+        Step = h.Step,
+        Sequence = h.Sequence,
+        Kind = (OperationKind)(int)h.Kind,
+        Layer = h.Layer,
+        Length = h.Length,
+    };
+
+    private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
+}

@@ -1,0 +1,62 @@
+using BnDist.Core.Training;
+
+namespace BnDist.Coordinator;
+
+/// <summary>
+/// What a coordinator needs to run: the math of the run (<see cref="TrainingConfig"/>), the
+/// world size, deadlines, checkpoints. Bound from the "Coordinator" configuration section
+/// (appsettings.json, BNDIST__COORDINATOR__..., the command line) and validated on start.
+/// </summary>
+public sealed class CoordinatorSettings
+{
+    public const string Section = "Coordinator";
+
+    /// <summary>The port to listen on (0: any free port, reported once bound).</summary>
+    public int Port { get; set; } = 29500;
+
+    /// <summary>The address to bind: "127.0.0.1" (default, this machine only) or "0.0.0.0".</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    public int Workers { get; set; } = 2;
+
+    public TrainingConfig Training { get; set; } = new();
+
+    public double JoinTimeoutSeconds { get; set; } = 120;
+
+    /// <summary>How long any rank may wait for the others in one operation.</summary>
+    public double OperationTimeoutSeconds { get; set; } = 60;
+
+    /// <summary>Directory for checkpoint.safetensors (null: only --save at the end, if given).</summary>
+    public string? CheckpointDirectory { get; set; }
+
+    /// <summary>Write a checkpoint every N steps (0: only at the end).</summary>
+    public long CheckpointEvery { get; set; }
+
+    /// <summary>The final checkpoint's path (default: checkpoint.safetensors in the directory).</summary>
+    public string? Save { get; set; }
+
+    /// <summary>Start from these parameters and buffers.</summary>
+    public string? Init { get; set; }
+
+    /// <summary>Continue a run from this checkpoint (step and optimizer state too).</summary>
+    public string? Resume { get; set; }
+
+    /// <summary>The run token; every call must carry it (null: no authentication).</summary>
+    public string? Token { get; set; }
+
+    public CoordinatorSettings Validate()
+    {
+        if (Workers < 1) throw new ArgumentException($"--workers must be ≥ 1, got {Workers}");
+        if (Port is < 0 or > 65535) throw new ArgumentException($"--port must lie in [0, 65535], got {Port}");
+        if (!(JoinTimeoutSeconds > 0)) throw new ArgumentException("--join-timeout must be > 0 seconds");
+        if (!(OperationTimeoutSeconds > 0)) throw new ArgumentException("--timeout must be > 0 seconds");
+        if (CheckpointEvery < 0) throw new ArgumentException("--checkpoint-every must be ≥ 0");
+        if (CheckpointEvery > 0 && CheckpointDirectory is null) throw new ArgumentException("--checkpoint-every needs --checkpoint-dir");
+        if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume exclude each other");
+        Training.Validate();
+        return this;
+    }
+
+    public string? FinalCheckpointPath =>
+        Save ?? (CheckpointDirectory is null ? null : Path.Combine(CheckpointDirectory, "checkpoint.safetensors"));
+}

@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using BnDist.Core.Collectives;
+
+namespace BnDist.Coordinator;
+
+/// <summary>A completed operation: the sum over ranks and what each rank sent with it.</summary>
+public sealed record CompletedOperation(OperationHeader Header, double[] Sum, float[]? FloatSum, double[][] PerRank,
+    StepTiming[] Timings, double[] WaitSeconds);
+
+/// <summary>
+/// Collects the contributions of K ranks to each collective operation and sums them once the
+/// last one arrives — in rank order, so the result is deterministic and equals the in-process
+/// reference (<see cref="InProcessGroup"/>). The protocol, enforced here:
+/// <list type="number">
+/// <item>each rank numbers its operations 0, 1, 2, … (the sequence) and sends them in order;</item>
+/// <item>all ranks send the same header (step, kind, layer, length) for the same sequence;</item>
+/// <item>float64 operations come in one message; float32 ones in chunks, in order of offset;</item>
+/// <item>an operation whose first contribution is older than the timeout fails, naming the ranks
+///   that never sent theirs (the stall inspector).</item>
+/// </list>
+/// Any violation fails the whole run: <see cref="Fail"/> is called once with a reason naming the
+/// rank and the operation. Thread-safe; no gRPC types.
+/// </summary>
+public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<CompletedOperation> completed, Action<string> fail)
+{
+    private readonly object _gate = new();
+    private readonly Dictionary<long, Operation> _pending = [];
+    private readonly long[] _nextSequence = new long[worldSize];
+    private string? _failure;
+
+    public int WorldSize => worldSize;
+
+    public string? Failure
+    {
+        get { lock (_gate) return _failure; }
+    }
+
+    /// <summary>The operation a rank is waiting in, for error messages ("waiting in step 3 …").</summary>
+    public string DescribePending()
+    {
+        lock (_gate)
+        {
+            if (_pending.Count == 0) return "between operations";
+            var op = _pending.Values.MinBy(o => o.Header.Sequence)!;
+            return $"{op.Header}, which ranks {string.Join(", ", op.ArrivedRanks())} had sent";
+        }
+    }
+
+    /// <summary>A float64 contribution (BN statistics, BN gradient sums, metrics, a commit).</summary>
+    public void Contribute(int rank, OperationHeader header, double[] values, StepTiming timing = default)
+    {
+        lock (_gate)
+        {
+            if (_failure is not null) return;
+            if (header.Kind == CollectiveKind.Gradients)
+            {
+                Violation($"rank {rank} sent float64 values for {header}, which takes float32 chunks");
+                return;
+            }
+            if (values.Length != header.Length)
+            {
+                Violation($"rank {rank} sent {values.Length} values for {header}");
+                return;
+            }
+            var op = Open(rank, header);
+            if (op is null) return;
+            if (op.Doubles[rank] is not null)
+            {
+                Violation($"rank {rank} contributed twice to {header}");
+                return;
+            }
+            op.Doubles[rank] = values;
+            op.Timings[rank] = timing;
+            Arrived(op, rank);
+        }
+    }
+
+    /// <summary>One chunk of a float32 contribution, at <paramref name="offset"/> values.</summary>
+    public void ContributeChunk(int rank, OperationHeader header, int offset, ReadOnlySpan<byte> bytes)
+    {
+        lock (_gate)
+        {
+            if (_failure is not null) return;
+            if (header.Kind != CollectiveKind.Gradients)
+            {
+                Violation($"rank {rank} sent float32 chunks for {header}, which takes float64 values");
+                return;
+            }
+            var op = Open(rank, header);
+            if (op is null) return;
+            var buffer = op.Floats[rank] ??= new float[header.Length];
+            int count = bytes.Length / sizeof(float);
+            if (bytes.Length % sizeof(float) != 0 || offset != op.Received[rank] || offset + count > header.Length)
+            {
+                Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
+                          $"(expected value {op.Received[rank]} of {header.Length})");
+                return;
+            }
+            System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(buffer.AsSpan(offset, count));
+            op.Received[rank] += count;
+            if (op.Received[rank] == header.Length) Arrived(op, rank);
+        }
+    }
+
+    /// <summary>Fails the operation whose first contribution is older than the timeout.</summary>
+    public void CheckDeadlines()
+    {
+        lock (_gate)
+        {
+            if (_failure is not null) return;
+            foreach (var op in _pending.Values)
+            {
+                if (Stopwatch.GetElapsedTime(op.Opened) <= timeout) continue;
+                var missing = Enumerable.Range(0, worldSize).Where(r => !op.Done[r]);
+                Violation($"{op.Header}: rank(s) {string.Join(", ", missing)} did not contribute within {timeout.TotalSeconds:0.#} s");
+                return;
+            }
+        }
+    }
+
+    /// <summary>Fails the run from outside (a disconnect); later contributions are ignored.</summary>
+    public void Fail(string reason)
+    {
+        lock (_gate) Violation(reason);
+    }
+
+    private Operation? Open(int rank, OperationHeader header)
+    {
+        if (header.Sequence != _nextSequence[rank])
+        {
+            Violation($"rank {rank} sent operation #{header.Sequence} ({header.Kind}, step {header.Step}) " +
+                      $"but its next operation is #{_nextSequence[rank]}: the ranks are out of step");
+            return null;
+        }
+        if (!_pending.TryGetValue(header.Sequence, out var op))
+        {
+            op = new Operation(header, worldSize);
+            _pending.Add(header.Sequence, op);
+        }
+        else if (op.Header != header)
+        {
+            int first = op.ArrivedRanks().FirstOrDefault();
+            Violation($"rank {rank} sent {header} where rank {first} sent {op.Header}");
+            return null;
+        }
+        return op;
+    }
+
+    private void Arrived(Operation op, int rank)
+    {
+        op.Done[rank] = true;
+        op.ArrivedAt[rank] = Stopwatch.GetTimestamp();
+        _nextSequence[rank]++;
+        if (++op.Count < worldSize) return;
+        _pending.Remove(op.Header.Sequence);
+        completed(Reduce(op));
+    }
+
+    /// <summary>Sums in rank order; the wait of each rank is the time from its arrival to the last one's.</summary>
+    private CompletedOperation Reduce(Operation op)
+    {
+        int n = op.Header.Length;
+        double[] sum = [];
+        float[]? floatSum = null;
+        if (op.Floats[0] is not null)
+        {
+            floatSum = new float[n];
+            for (int r = 0; r < worldSize; r++)
+            {
+                var f = op.Floats[r]!;
+                for (int i = 0; i < n; i++) floatSum[i] += f[i];
+            }
+        }
+        else
+        {
+            sum = new double[n];
+            for (int r = 0; r < worldSize; r++)
+            {
+                var d = op.Doubles[r]!;
+                for (int i = 0; i < n; i++) sum[i] += d[i];
+            }
+        }
+        long last = op.ArrivedAt.Max();
+        var waits = op.ArrivedAt.Select(t => Stopwatch.GetElapsedTime(t, last).TotalSeconds).ToArray();
+        return new CompletedOperation(op.Header, sum, floatSum, [.. op.Doubles.Select(d => d ?? [])], op.Timings, waits);
+    }
+
+    private void Violation(string reason)
+    {
+        if (_failure is not null) return;
+        _failure = reason;
+        _pending.Clear();
+        fail(reason);
+    }
+
+    private sealed class Operation(OperationHeader header, int world)
+    {
+        public OperationHeader Header { get; } = header;
+        public long Opened { get; } = Stopwatch.GetTimestamp();
+        public double[]?[] Doubles { get; } = new double[world][];
+        public float[]?[] Floats { get; } = new float[world][];
+        public int[] Received { get; } = new int[world];
+        public bool[] Done { get; } = new bool[world];
+        public long[] ArrivedAt { get; } = new long[world];
+        public StepTiming[] Timings { get; } = new StepTiming[world];
+        public int Count { get; set; }
+
+        public IEnumerable<int> ArrivedRanks() => Enumerable.Range(0, Done.Length).Where(r => Done[r] || Doubles[r] is not null || Floats[r] is not null);
+    }
+}

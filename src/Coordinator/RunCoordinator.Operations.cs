@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using BnDist.Core.Checkpoints;
+using BnDist.Core.Collectives;
+using BnDist.Core.Training;
+using Microsoft.Extensions.Logging;
+
+namespace BnDist.Coordinator;
+
+/// <summary>What happens when an operation completes, and the checkpoint upload.</summary>
+public sealed partial class RunCoordinator
+{
+    // Per rank: compute, BN-statistics exchange, gradient exchange, waiting for the slowest (seconds, summed).
+    private double[,] _timings = new double[0, 4];
+
+    /// <summary>Per rank, the mean seconds per step of compute, BN exchange, gradient exchange and waiting for the slowest.</summary>
+    public double[,] MeanStepTimings()
+    {
+        lock (_gate)
+        {
+            long steps = Math.Max(1, CommittedSteps - _startStep);
+            var mean = (double[,])_timings.Clone();
+            for (int r = 0; r < mean.GetLength(0); r++)
+                for (int k = 0; k < 4; k++) mean[r, k] /= steps;
+            return mean;
+        }
+    }
+
+    /// <summary>Called by the hub, under its lock, once every rank has contributed.</summary>
+    private void Completed(CompletedOperation op)
+    {
+        lock (_gate)
+            for (int r = 0; r < op.WaitSeconds.Length; r++) _timings[r, 3] += op.WaitSeconds[r];
+        var h = op.Header;
+        switch (h.Kind)
+        {
+            case CollectiveKind.BatchNormStats:
+                UpdateRunningStatistics(op);
+                Broadcast(new SumMessage(h, op.Sum));
+                break;
+            case CollectiveKind.Gradients:
+                Broadcast(new FloatSumMessage(h, op.FloatSum!));
+                break;
+            case CollectiveKind.Metrics when h.Layer == -1:
+                CommitStep(op);
+                break;
+            case CollectiveKind.Metrics when h.Layer == Evaluator.EvaluationLayer:
+                _testAccuracy = op.Sum[2] > 0 ? op.Sum[1] / op.Sum[2] : double.NaN;
+                Broadcast(new SumMessage(h, op.Sum));
+                Evaluated?.Invoke(h.Step + 1, op.Sum[2] > 0 ? op.Sum[0] / op.Sum[2] : double.NaN, _testAccuracy);
+                break;
+            default:
+                Broadcast(new SumMessage(h, op.Sum));
+                break;
+        }
+    }
+
+    /// <summary>The coordinator's running averages, from the same reduced vector every worker receives.</summary>
+    private void UpdateRunningStatistics(CompletedOperation op)
+    {
+        var bns = _network.BatchNorms.ToList();
+        if (op.Header.Layer < 0 || op.Header.Layer >= bns.Count || bns[op.Header.Layer].Channels * 2 + 1 != op.Header.Length)
+        {
+            Abort($"{op.Header} does not match batch-norm layer {op.Header.Layer} of the {_network.Architecture}");
+            return;
+        }
+        bns[op.Header.Layer].Running.Update(op.Sum);
+    }
+
+    private void CommitStep(CompletedOperation op)
+    {
+        var h = op.Header;
+        long committed = h.Step + 1;
+        double seconds = Stopwatch.GetElapsedTime(_lastCommitAt).TotalSeconds;
+        _lastCommitAt = Stopwatch.GetTimestamp();
+        lock (_gate)
+        {
+            for (int r = 0; r < op.Timings.Length; r++)
+            {
+                _timings[r, 0] += op.Timings[r].ComputeSeconds;
+                _timings[r, 1] += op.Timings[r].StatsExchangeSeconds;
+                _timings[r, 2] += op.Timings[r].GradientExchangeSeconds;
+            }
+        }
+        Interlocked.Exchange(ref _committed, committed);
+        bool due = committed == _totalSteps ||
+                   (_settings.CheckpointEvery > 0 && committed % _settings.CheckpointEvery == 0);
+        bool upload = due && (_settings.FinalCheckpointPath is not null || _settings.CheckpointDirectory is not null);
+        if (upload) _checkpointDue = committed;
+        double nextLr = committed < _totalSteps ? _schedule!.At(committed) : 0;
+        for (int r = 0; r < _outboxes.Length; r++)
+            _outboxes[r].Writer.TryWrite(new CommitMessage(h, op.Sum, nextLr, upload && r == 0));
+        double n = Math.Max(1, op.Sum[2]);
+        StepCommitted?.Invoke(new StepSummary(h.Step, _totalSteps, (int)(h.Step / _batchesPerEpoch), op.Sum[0] / n, op.Sum[1] / n,
+            _schedule!.At(h.Step), op.Sum[2] / seconds, [.. op.PerRank.Select(m => (int)m[2])], op.Timings, op.WaitSeconds));
+    }
+
+    private void Broadcast(RankMessage message)
+    {
+        foreach (var box in _outboxes) box.Writer.TryWrite(message);
+    }
+
+    /// <summary>A chunk of rank 0's parameters and optimizer state; the last one writes the checkpoint.</summary>
+    public void UploadChunk(int rank, long step, ReadOnlySpan<byte> data, bool last)
+    {
+        if (rank != 0 || step != _checkpointDue)
+        {
+            Abort($"rank {rank} uploaded state for step {step}, but the coordinator asked rank 0 for step {_checkpointDue}");
+            return;
+        }
+        _upload ??= new MemoryStream();
+        _upload.Write(data);
+        if (!last) return;
+        byte[] image = _upload.ToArray();
+        _upload = null;
+        _checkpointDue = -1;
+        try
+        {
+            string path = WriteCheckpoint(image, step);
+            _outboxes[0].Writer.TryWrite(new CheckpointSavedMessage(step, path));
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            Abort($"writing the checkpoint of step {step} failed: {e.Message}");
+        }
+    }
+
+    /// <summary>Rank 0's parameters and momentum, this coordinator's running statistics; atomic.</summary>
+    private string WriteCheckpoint(byte[] image, long step)
+    {
+        var own = _network.Buffers.Select(b => (b.Floats?.ToArray(), b.Longs?.ToArray())).ToList();
+        Checkpoint.Load(image, $"rank 0's state of step {step}", _backend, _network, _optimizer);
+        if (_settings.Training.SyncBatchNorm && _network.Normalization == "bn")
+        {
+            // Synchronized: the coordinator's running statistics are authoritative (and equal rank 0's).
+            for (int i = 0; i < own.Count; i++)
+            {
+                var b = _network.Buffers[i];
+                if (b.Floats is not null && !b.Floats.AsSpan().SequenceEqual(own[i].Item1))
+                    _logger.LogWarning("Rank 0's {Buffer} differs from the coordinator's at step {Step}", b.Name, step);
+                own[i].Item1?.CopyTo(b.Floats!, 0);
+                own[i].Item2?.CopyTo(b.Longs!, 0);
+            }
+            _network.MarkParametersChanged();
+        }
+        bool final = step == _totalSteps;
+        string path = final && _settings.FinalCheckpointPath is not null
+            ? _settings.FinalCheckpointPath
+            : Path.Combine(_settings.CheckpointDirectory!, "checkpoint.safetensors");
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        Checkpoint.Save(path, _backend, _network, _optimizer, step, _settings.Training);
+        LatestCheckpoint = path;
+        LatestCheckpointStep = step;
+        _logger.LogInformation("Checkpoint of step {Step} written to {Path}", step, path);
+        return path;
+    }
+
+    /// <summary>The BN running statistics as a safetensors image.</summary>
+    public byte[] RunningStatisticsImage()
+    {
+        var file = new SafeTensorsFile();
+        lock (_gate)
+        {
+            foreach (var b in _network.Buffers)
+            {
+                if (b.Floats is not null) file.AddF32(b.Name, [.. b.Shape.Select(d => (long)d)], b.Floats);
+                else file.AddI64(b.Name, [], b.Longs!);
+            }
+        }
+        using var stream = new MemoryStream();
+        file.Write(stream);
+        return stream.ToArray();
+    }
+}

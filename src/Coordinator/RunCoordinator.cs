@@ -1,0 +1,216 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Threading.Channels;
+using BnDist.Core.Backends.Cpu;
+using BnDist.Core.Checkpoints;
+using BnDist.Core.Collectives;
+using BnDist.Core.Models;
+using BnDist.Core.Optim;
+using BnDist.Core.Training;
+using Microsoft.Extensions.Logging;
+
+namespace BnDist.Coordinator;
+
+/// <summary>What a worker receives when the world is complete.</summary>
+public sealed record JoinResult(string RunId, int Rank, int WorldSize, string ConfigJson, byte[] InitialState,
+    long StartStep, double LearningRate, TimeSpan OperationTimeout);
+
+/// <summary>One committed step, as the coordinator saw it.</summary>
+public sealed record StepSummary(long Step, long TotalSteps, int Epoch, double Loss, double Accuracy, double LearningRate,
+    double SamplesPerSecond, int[] LocalBatches, StepTiming[] Timings, double[] WaitSeconds);
+
+/// <summary>The end of a run: success, or the reason it failed.</summary>
+public sealed record RunOutcome(bool Succeeded, string? Error, long CommittedSteps, double TestAccuracy, string? Checkpoint);
+
+/// <summary>
+/// The coordinator of one run, free of gRPC: rendezvous, the reduction of every collective
+/// (through <see cref="OperationHub"/>), the learning-rate schedule, the authoritative BN
+/// running statistics (updated from each step's global statistics with the same code the
+/// workers run, so the copies agree bit for bit), checkpoints (parameters from rank 0, running
+/// statistics from here, written atomically), and the per-rank time accounting. The gRPC
+/// service only translates messages to and from it.
+/// </summary>
+public sealed partial class RunCoordinator : IDisposable
+{
+    private readonly CoordinatorSettings _settings;
+    private readonly ILogger _logger;
+    private readonly CpuBackend _backend = new(1);
+    private readonly Network _network;
+    private readonly Sgd _optimizer;
+    private readonly Rendezvous _rendezvous;
+    private readonly TaskCompletionSource<RunOutcome> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly object _gate = new();
+    private readonly long _startStep;
+    private readonly Timer _deadlines;
+    private World? _world;
+    private OperationHub? _hub;
+    private Channel<RankMessage>[] _outboxes = [];
+    private bool[] _ended = [];
+    private LearningRateSchedule? _schedule;
+    private long _totalSteps, _committed;
+    private int _batchesPerEpoch;
+    private long _lastCommitAt = Stopwatch.GetTimestamp();
+    private double _testAccuracy = double.NaN;
+    private long _checkpointDue = -1;
+    private MemoryStream? _upload;
+
+    public RunCoordinator(CoordinatorSettings settings, ILogger<RunCoordinator> logger)
+    {
+        _settings = settings.Validate();
+        _logger = logger;
+        var config = settings.Training;
+        _network = ModelFactory.Create(config.Model, _backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
+        _optimizer = new Sgd(_backend, _network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
+        if (settings.Init is not null) Checkpoint.Load(settings.Init, _backend, _network, optimizer: null);
+        if (settings.Resume is not null) _startStep = Checkpoint.Load(settings.Resume, _backend, _network, _optimizer).Step;
+        _committed = _startStep;
+        RunId = Guid.NewGuid().ToString("n")[..12];
+        _rendezvous = new Rendezvous(settings.Workers, Protos.WireLimits.ProtocolVersion);
+        OperationTimeout = TimeSpan.FromSeconds(settings.OperationTimeoutSeconds);
+        _deadlines = new Timer(_ => _hub?.CheckDeadlines(), null, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200));
+    }
+
+    public string RunId { get; }
+
+    public TimeSpan OperationTimeout { get; }
+
+    public CoordinatorSettings Settings => _settings;
+
+    /// <summary>The coordinator's copy of the network: its BN buffers are the authoritative running statistics.</summary>
+    public Network Network => _network;
+
+    public Task<RunOutcome> Outcome => _outcome.Task;
+
+    public long CommittedSteps => Interlocked.Read(ref _committed);
+
+    public string? LatestCheckpoint { get; private set; }
+
+    public long LatestCheckpointStep { get; private set; } = -1;
+
+    public event Action<StepSummary>? StepCommitted;
+
+    public event Action<long, double, double>? Evaluated;
+
+    public event Action<World>? WorldComplete;
+
+    /// <summary>Waits for the world, then answers with the worker's rank and the run.</summary>
+    public async Task<JoinResult> JoinAsync(JoinTicket ticket, CancellationToken cancellation)
+    {
+        _logger.LogInformation("Worker {WorkerId} ({Device}) joined: {Joined} of {World}", ticket.WorkerId, ticket.Device,
+            _rendezvous.JoinedCount + 1, _rendezvous.WorldSize);
+        World world;
+        try
+        {
+            world = await _rendezvous.JoinAsync(ticket, TimeSpan.FromSeconds(_settings.JoinTimeoutSeconds), cancellation);
+        }
+        catch (JoinRefusedException e) when (e.Reason is JoinRefusal.ConfigurationDiffers or JoinRefusal.Timeout)
+        {
+            Abort($"rendezvous failed: {e.Message}");
+            throw;
+        }
+        StartRun(world);
+        int rank = world.RankOf(ticket.WorkerId);
+        return new JoinResult(RunId, rank, world.Size, JsonSerializer.Serialize(_settings.Training), _initialState!,
+            _startStep, _schedule!.At(_startStep), OperationTimeout);
+    }
+
+    private byte[]? _initialState;
+
+    private void StartRun(World world)
+    {
+        lock (_gate)
+        {
+            if (_world is not null) return;
+            _world = world;
+            var first = world.Members[0];
+            _batchesPerEpoch = (first.TrainCount + _settings.Training.BatchSize - 1) / _settings.Training.BatchSize;
+            _totalSteps = _settings.Training.TotalSteps(_batchesPerEpoch);
+            _schedule = _settings.Training.Schedule(_batchesPerEpoch);
+            _initialState = Checkpoint.ToBytes(_backend, _network, _optimizer, _startStep, _settings.Training);
+            _outboxes = [.. Enumerable.Range(0, world.Size).Select(_ => Channel.CreateUnbounded<RankMessage>(
+                new UnboundedChannelOptions { SingleReader = true, SingleWriter = false }))];
+            _ended = new bool[world.Size];
+            _timings = new double[world.Size, 4];
+            _hub = new OperationHub(world.Size, OperationTimeout, Completed, Abort);
+            _lastCommitAt = Stopwatch.GetTimestamp();
+        }
+        _logger.LogInformation("Run {RunId}: {World} workers ({Ranks}); {Steps} steps of global batch {Batch}, {PerEpoch} per epoch",
+            RunId, world.Size, string.Join(", ", world.Members.Select((m, r) => $"rank {r} = {m.WorkerId} on {m.Device}")),
+            _totalSteps, _settings.Training.BatchSize, _batchesPerEpoch);
+        WorldComplete?.Invoke(world);
+    }
+
+    /// <summary>The messages for one rank's stream; completes when the run ends.</summary>
+    public ChannelReader<RankMessage> Outbox(int rank) => _outboxes[rank].Reader;
+
+    public string WorkerIdOf(int rank) => _world?.Members[rank].WorkerId ?? $"rank {rank}";
+
+    public void Contribute(int rank, OperationHeader header, double[] values) => Hub.Contribute(rank, header, values);
+
+    public void ContributeChunk(int rank, OperationHeader header, int offset, ReadOnlySpan<byte> bytes) =>
+        Hub.ContributeChunk(rank, header, offset, bytes);
+
+    public void Commit(int rank, OperationHeader header, double[] metrics, StepTiming timing)
+    {
+        if (header.Kind != CollectiveKind.Metrics || header.Layer != -1)
+        {
+            Abort($"rank {rank} sent a commit with the header of {header}");
+            return;
+        }
+        Hub.Contribute(rank, header, metrics, timing);
+    }
+
+    private OperationHub Hub => _hub ?? throw new InvalidOperationException("the run has not started");
+
+    /// <summary>A rank's stream ended (normally when <paramref name="error"/> is null).</summary>
+    public void StreamEnded(int rank, string? error)
+    {
+        bool allDone;
+        lock (_gate)
+        {
+            if (_ended.Length == 0 || _ended[rank]) return;
+            _ended[rank] = true;
+            allDone = _ended.All(e => e);
+        }
+        string who = $"rank {rank} ({WorkerIdOf(rank)})";
+        if (error is not null)
+        {
+            Abort($"{who} disconnected at step {CommittedSteps} while the others were in {_hub?.DescribePending()}: {error}");
+        }
+        else if (CommittedSteps < _totalSteps)
+        {
+            Abort($"{who} closed its stream after {CommittedSteps} of {_totalSteps} steps, while the others were in {_hub?.DescribePending()}");
+        }
+        else if (allDone)
+        {
+            Finish();
+        }
+    }
+
+    /// <summary>Fails the run: every rank gets the reason, and <see cref="Outcome"/> completes with it.</summary>
+    public void Abort(string reason)
+    {
+        if (_outcome.Task.IsCompleted) return;
+        _hub?.Fail(reason);
+        _logger.LogError("Run {RunId} failed: {Reason}", RunId, reason);
+        foreach (var box in _outboxes)
+        {
+            box.Writer.TryWrite(new AbortMessage(reason));
+            box.Writer.TryComplete();
+        }
+        _outcome.TrySetResult(new RunOutcome(false, reason, CommittedSteps, _testAccuracy, LatestCheckpoint));
+    }
+
+    private void Finish()
+    {
+        foreach (var box in _outboxes) box.Writer.TryComplete();
+        _logger.LogInformation("Run {RunId} finished: {Steps} steps, test accuracy {Accuracy:F4}", RunId, CommittedSteps, _testAccuracy);
+        _outcome.TrySetResult(new RunOutcome(true, null, CommittedSteps, _testAccuracy, LatestCheckpoint));
+    }
+
+    public void Dispose()
+    {
+        _deadlines.Dispose();
+        _backend.Dispose();
+    }
+}

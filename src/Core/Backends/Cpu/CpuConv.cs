@@ -1,0 +1,280 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace BnDist.Core.Backends.Cpu;
+
+/// <summary>
+/// 2-d convolution (NCHW, weights [Cout, Cin, KH, KW]) on the CPU as im2col + GEMM, one sample at a time.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Per sample n, with col = im2col(x[n]) of shape [Cin·KH·KW, OH·OW] (see <see cref="Im2Col"/>):
+/// forward <c>y[n] = W·col (+ b)</c>; backward <c>dW += dy[n]·colᵀ</c>, <c>db += Σ_hw dy[n]</c> and
+/// <c>dx[n] = col2im(Wᵀ·dy[n])</c>.
+/// </para>
+/// <para>
+/// Fast paths. A 1×1, stride-1, unpadded convolution uses x[n] as col. A "same" convolution (stride 1, square
+/// K = 2·pad + 1 — both of the model's) never materializes col in the forward pass: the GEMM packs its B
+/// panels straight from the image (<see cref="Im2Col.Patches"/>). W (forward) and Wᵀ (dx) are packed once
+/// per call and shared by all samples (<see cref="Sgemm.PackedA"/>). With a small patch (conv1: Cin·K·K = 9)
+/// dW comes from the packing-free dot-product kernel <see cref="Sgemm.MultiplyABt"/>.
+/// </para>
+/// <para>
+/// Measured alternative, not kept: dx as the forward convolution of dy with the flipped, transposed kernel
+/// (fused packing, no col2im) was no faster than Wᵀ·dy + the gather-style col2im of <see cref="Im2Col"/>
+/// for conv2 (m = Cin = 32 reuses each packed panel only four times).
+/// </para>
+/// <para>
+/// Parallelism is over samples: the pool runs one body per worker slot, each slot claims work items
+/// (samples forward, chunks of samples backward) from a shared counter and runs serial GEMMs with its own
+/// column buffer — per-sample GEMMs (64×196×288 for conv2) are too small to split profitably, and whole
+/// samples keep each slot's panels and output in its own L2. With fewer samples than threads (N = 1
+/// inference) the samples run in turn and the GEMMs themselves are parallelized instead.
+/// </para>
+/// <para>
+/// Determinism: dW and db are summed per chunk — chunk c holds samples [c·N/C, (c+1)·N/C) with
+/// C = min(N, <see cref="MaxChunks"/>), a function of N alone — in sample order, and the chunk sums are then
+/// added in chunk order. All results are therefore bit-identical for any thread count and any scheduling.
+/// </para>
+/// </remarks>
+internal static unsafe class CpuConv
+{
+    /// <summary>Upper bound on dW/db partial sums (each a full dW, so this bounds workspace memory).</summary>
+    internal const int MaxChunks = 16;
+
+    /// <summary>Up to this Cin·KH·KW the weight gradient uses the packing-free dot-product kernel
+    /// (<see cref="Sgemm.MultiplyABt"/>): packing a k×n panel with n this small costs more than the multiply.</summary>
+    internal const int SmallPatch = 32;
+
+    /// <summary>y (overwritten) = conv(x, w) + bias (bias may be null).</summary>
+    public static void Forward(CpuThreadPool pool, in ConvGeometry g, float* x, float* w, float* bias, float* y, CpuConvWorkspace ws)
+    {
+        Validate(pool, g, ws);
+        var job = ws.Job;
+        job.Set(pool, g, ws, backward: false, items: g.N);
+        (job.X, job.W, job.Bias, job.Y) = ((nint)x, (nint)w, (nint)bias, (nint)y);
+        float* packed = ws.PackedWeights(Sgemm.PrePackedSize(g.OutChannels, g.PatchSize)); // W, once for all samples
+        Sgemm.PrePackA(false, g.OutChannels, g.PatchSize, w, g.PatchSize, packed);
+        job.PackedW = (nint)packed;
+        job.Run();
+    }
+
+    /// <summary>dw (overwritten) = Σ_n dy[n]·col(x[n])ᵀ; db (overwritten, if not null) = Σ over n, h, w of dy;
+    /// dx (overwritten, if not null) = col2im(Wᵀ·dy[n]).</summary>
+    public static void Backward(CpuThreadPool pool, in ConvGeometry g, float* x, float* w, float* dy,
+        float* dx, float* dw, float* db, CpuConvWorkspace ws)
+    {
+        Validate(pool, g, ws);
+        int chunks = Math.Min(g.N, MaxChunks);
+        if (chunks == 0) // empty batch: the sums are zero
+        {
+            new Span<float>(dw, g.OutChannels * g.PatchSize).Clear();
+            if (db != null)
+                new Span<float>(db, g.OutChannels).Clear();
+            return;
+        }
+        long dwFloats = (long)g.OutChannels * g.PatchSize;
+        ws.EnsurePartials(chunks, dwFloats, g.OutChannels);
+        var job = ws.Job;
+        job.Set(pool, g, ws, backward: true, items: chunks);
+        (job.X, job.W, job.Dy, job.Dx, job.Dw, job.Db) = ((nint)x, (nint)w, (nint)dy, (nint)dx, (nint)dw, (nint)db);
+        if (dx != null && !job.Pointwise)
+        {
+            // op(A) = Wᵀ [Cin·KH·KW, Cout] of the per-sample dcol GEMM, packed once for all samples.
+            float* packed = ws.PackedWeights(Sgemm.PrePackedSize(g.PatchSize, g.OutChannels));
+            Sgemm.PrePackA(true, g.PatchSize, g.OutChannels, w, g.PatchSize, packed);
+            job.PackedW = (nint)packed;
+        }
+        job.Run();
+
+        // Chunk 0 summed straight into dw; add the others in chunk order.
+        for (int c = 1; c < chunks; c++)
+            Add(dw, ws.DwPartial(c), dwFloats);
+        if (db != null)
+        {
+            new Span<float>(db, g.OutChannels).Clear();
+            for (int c = 0; c < chunks; c++)
+                Add(db, ws.DbPartial(c), g.OutChannels);
+        }
+    }
+
+    private static void Validate(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentNullException.ThrowIfNull(ws);
+        if (g.N < 0 || g.InChannels <= 0 || g.OutChannels <= 0 || g.KernelH <= 0 || g.KernelW <= 0 || g.Stride <= 0
+            || g.Padding < 0 || g.OutHeight <= 0 || g.OutWidth <= 0)
+            throw new ArgumentException($"Invalid convolution geometry {g}.", nameof(g));
+    }
+
+    /// <summary>One convolution call's arguments plus the per-slot loop; cached in the workspace.</summary>
+    internal sealed class Job
+    {
+        public readonly Action<int> Body;
+        public nint X, W, Bias, Y, Dy, Dx, Dw, Db, PackedW;
+        private ConvGeometry _g;
+        private CpuThreadPool? _pool;
+        private CpuThreadPool? _gemmPool;
+        private CpuConvWorkspace? _ws;
+        private bool _backward;
+        private int _items, _next;
+
+        public Job() => Body = RunSlot;
+
+        /// <summary>The forward pass packs its B panels straight from x (see <see cref="Im2Col.Patches"/>).</summary>
+        public bool Same { get; private set; }
+
+        /// <summary>1×1, stride 1, no padding: col(x[n]) is x[n] itself.</summary>
+        public bool Pointwise { get; private set; }
+
+        public void Set(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws, bool backward, int items)
+        {
+            (_g, _pool, _ws, _backward, _items, _next) = (g, pool, ws, backward, items, 0);
+            Pointwise = g.KernelH == 1 && g.KernelW == 1 && g.Stride == 1 && g.Padding == 0;
+            Same = !Pointwise && Im2Col.Patches.Supports(g);
+            (X, W, Bias, Y, Dy, Dx, Dw, Db, PackedW) = (0, 0, 0, 0, 0, 0, 0, 0, 0);
+        }
+
+        public void Run()
+        {
+            int slots = Math.Min(_pool!.Threads, _items);
+            _gemmPool = slots < _pool.Threads ? _pool : null; // too few items: parallelize inside the GEMMs
+            bool needsColumns = !Pointwise && (_backward || !Same);
+            _ws!.EnsureColumns(Math.Max(slots, 1), needsColumns ? (long)_g.PatchSize * _g.OutHeight * _g.OutWidth : 0);
+            try
+            {
+                if (slots <= 1)
+                    RunSlot(0);
+                else
+                    _pool.For(slots, Body);
+            }
+            finally
+            {
+                (_pool, _gemmPool, _ws) = (null, null, null);
+            }
+        }
+
+        private void RunSlot(int slot)
+        {
+            float* col = _ws!.Column(slot);
+            int item;
+            while ((item = Interlocked.Increment(ref _next) - 1) < _items)
+            {
+                if (!_backward)
+                {
+                    ForwardSample(item, col);
+                    continue;
+                }
+                int n0 = (int)((long)item * _g.N / _items), n1 = (int)((long)(item + 1) * _g.N / _items);
+                for (int n = n0; n < n1; n++)
+                    BackwardSample(n, item, first: n == n0, col);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void ForwardSample(int n, float* col)
+        {
+            int patch = _g.PatchSize, hw = _g.OutHeight * _g.OutWidth, cout = _g.OutChannels;
+            float* x = (float*)X + (long)n * _g.InChannels * _g.Height * _g.Width;
+            float* y = (float*)Y + (long)n * cout * hw;
+            float beta = 0f;
+            if (Bias != 0)
+            {
+                for (int co = 0; co < cout; co++)
+                    new Span<float>(y + (long)co * hw, hw).Fill(((float*)Bias)[co]);
+                beta = 1f; // C = bias + W·col, one rounding like a separate add
+            }
+            var weights = new Sgemm.PackedA((float*)PackedW, cout);
+            if (Same)
+            {
+                Gemm(cout, hw, patch, weights, new Im2Col.Patches(x, _g.Height, _g.Width, _g.KernelH, _g.Padding), beta, y);
+                return;
+            }
+            if (Pointwise)
+                col = x;
+            else
+                Im2Col.Unfold(_g, x, col);
+            Gemm(cout, hw, patch, weights, new Sgemm.MatrixB(false, col, hw), beta, y);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void BackwardSample(int n, int chunk, bool first, float* col)
+        {
+            int patch = _g.PatchSize, hw = _g.OutHeight * _g.OutWidth, cout = _g.OutChannels;
+            long xSize = (long)_g.InChannels * _g.Height * _g.Width;
+            float* x = (float*)X + n * xSize;
+            float* dy = (float*)Dy + (long)n * cout * hw;
+            float* dw = chunk == 0 ? (float*)Dw : _ws!.DwPartial(chunk);
+
+            float* cols = Pointwise ? x : col;
+            if (!Pointwise)
+                Im2Col.Unfold(_g, x, col);
+            if (patch <= SmallPatch) // dWᵀ[patch×cout] = col·dyᵀ, both read along hw: no packing
+                Sgemm.MultiplyABt(patch, cout, hw, cols, hw, dy, hw, first ? 0f : 1f, dw, 1, patch);
+            else
+                Gemm(cout, patch, hw, new Sgemm.MatrixA(false, dy, hw), new Sgemm.MatrixB(true, cols, hw), first ? 0f : 1f, dw);
+
+            if (Db != 0)
+            {
+                float* db = _ws!.DbPartial(chunk);
+                for (int co = 0; co < cout; co++)
+                {
+                    float s = Sum(dy + (long)co * hw, hw);
+                    db[co] = first ? s : db[co] + s;
+                }
+            }
+
+            if (Dx == 0)
+                return;
+            float* dx = (float*)Dx + n * xSize;
+            if (Pointwise)
+            {
+                Gemm(patch, hw, cout, new Sgemm.MatrixA(true, (float*)W, patch), new Sgemm.MatrixB(false, dy, hw), 0f, dx);
+                return;
+            }
+            Gemm(patch, hw, cout, new Sgemm.PackedA((float*)PackedW, patch), new Sgemm.MatrixB(false, dy, hw), 0f, col); // col is free again
+            new Span<float>(dx, (int)xSize).Clear();
+            Im2Col.FoldAccumulate(_g, col, dx);
+        }
+
+        /// <summary>C[m×n] (row stride n) = A·B + beta·C, serial or over the pool (see <see cref="Run"/>).</summary>
+        private void Gemm<TA, TB>(int m, int n, int k, in TA a, in TB b, float beta, float* c)
+            where TA : struct, Sgemm.IPanels where TB : struct, Sgemm.IPanels
+        {
+            if (_gemmPool is { } pool)
+                Sgemm.Run(pool, m, n, k, 1f, a, b, beta, c, n);
+            else
+                Sgemm.Run(m, n, k, 1f, a, b, beta, c, n);
+        }
+    }
+
+    /// <summary>dst[i] += src[i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Add(float* dst, float* src, long count)
+    {
+        long i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= count; i += 16)
+                (Vector512.Load(dst + i) + Vector512.Load(src + i)).Store(dst + i);
+        for (; i < count; i++)
+            dst[i] += src[i];
+    }
+
+    /// <summary>Σ p[i] in a fixed order (16 lane sums, then the lanes, then the tail).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float Sum(float* p, int count)
+    {
+        int i = 0;
+        float s = 0f;
+        if (Vector512.IsHardwareAccelerated && count >= 16)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= count; i += 16)
+                acc += Vector512.Load(p + i);
+            s = Vector512.Sum(acc);
+        }
+        for (; i < count; i++)
+            s += p[i];
+        return s;
+    }
+}

@@ -1,0 +1,110 @@
+using BnDist.Core.Tensors;
+
+namespace BnDist.Core.Backends;
+
+/// <summary>
+/// The compute operations layers are built from. A backend allocates its tensors and runs
+/// every op on them; layers never read elements. Per-channel coefficients and statistics
+/// cross as small host spans (C values), which is all that must reach the host for the
+/// synchronized batch norm of DESIGN §2. Outputs are overwritten, never accumulated, and
+/// every op accepts N = 0 (an empty shard).
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>"cpu", "ilgpu-cpu", "cuda:0", …</summary>
+    string Name { get; }
+
+    /// <summary>A zero-filled tensor.</summary>
+    Tensor Allocate(params int[] shape);
+
+    void Upload(ReadOnlySpan<float> source, Tensor destination);
+
+    void Download(Tensor source, Span<float> destination);
+
+    void Fill(Tensor tensor, float value);
+
+    void Copy(Tensor source, Tensor destination);
+
+    // ---- dense layers -------------------------------------------------------------------
+
+    /// <summary>y = conv(x, w) + bias, NCHW / [Cout, Cin, KH, KW].</summary>
+    void Conv2dForward(in ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y);
+
+    /// <summary>dw, db (sums over the batch) and dx (skipped when null) from dy.</summary>
+    void Conv2dBackward(in ConvGeometry g, Tensor x, Tensor w, Tensor dy, Tensor? dx, Tensor dw, Tensor? db);
+
+    /// <summary>y[N, out] = x[N, in]·wᵀ + b, w in PyTorch's [out, in] layout.</summary>
+    void LinearForward(int n, int inFeatures, int outFeatures, Tensor x, Tensor w, Tensor? b, Tensor y);
+
+    /// <summary>dw = dyᵀ·x, db = Σₙ dy, dx = dy·w (skipped when null).</summary>
+    void LinearBackward(int n, int inFeatures, int outFeatures, Tensor x, Tensor w, Tensor dy, Tensor? dx, Tensor dw, Tensor? db);
+
+    // ---- elementwise and pooling ----------------------------------------------------------
+
+    void ReluForward(Tensor x, Tensor y);
+
+    /// <summary>dx = dy where y &gt; 0, else 0.</summary>
+    void ReluBackward(Tensor y, Tensor dy, Tensor dx);
+
+    void SigmoidForward(Tensor x, Tensor y);
+
+    /// <summary>dx = dy·y·(1 − y).</summary>
+    void SigmoidBackward(Tensor y, Tensor dy, Tensor dx);
+
+    void MaxPool2dForward(in PoolGeometry g, Tensor x, Tensor y);
+
+    /// <summary>Routes dy to the first maximum of each window (recomputed from x and y).</summary>
+    void MaxPool2dBackward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx);
+
+    // ---- batch norm, in the stages of DESIGN §2 -------------------------------------------
+
+    /// <summary>
+    /// Local statistics: sums[c] = Σ (x − k_c), sums[C + c] = Σ (x − k_c)² over the N·S
+    /// values of channel c, accumulated in float64.
+    /// </summary>
+    void ChannelShiftedSums(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, Span<double> sums);
+
+    /// <summary>
+    /// Elementwise normalize: x̂ = ((x − k_c) − d_c)·invStd_c, y = γ_c·x̂ + β_c, where d_c is the
+    /// global mean minus the shift k_c (small, so it survives float32).
+    /// </summary>
+    void BatchNormNormalize(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, ReadOnlySpan<float> meanMinusShift,
+        ReadOnlySpan<float> invStd, Tensor gamma, Tensor beta, Tensor xhat, Tensor y);
+
+    /// <summary>Backward reduce: sums[c] = Σ g, sums[C + c] = Σ g·x̂, in float64.</summary>
+    void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums);
+
+    /// <summary>
+    /// Backward elementwise: dx = γ_c·invStd_c·(g − meanDy_c − x̂·meanDyXhat_c), the means taken
+    /// over the global batch (dβ/m and dγ/m of DESIGN §1).
+    /// </summary>
+    void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor xhat, Tensor gamma, ReadOnlySpan<float> invStd,
+        ReadOnlySpan<float> meanDy, ReadOnlySpan<float> meanDyXhat, Tensor dx);
+
+    /// <summary>Inference: y = a_c·x + b_c.</summary>
+    void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y);
+
+    // ---- group norm (per sample: no cross-sample reduction) -------------------------------
+
+    /// <summary>
+    /// Per sample and group of C/G channels: x̂ = (x − μ)/sqrt(σ² + eps), y = γ_c·x̂ + β_c;
+    /// invStd receives the N·G values 1/sqrt(σ² + eps).
+    /// </summary>
+    void GroupNormForward(in ChannelLayout layout, int groups, float eps, Tensor x, Tensor gamma, Tensor beta,
+        Tensor xhat, Tensor invStd, Tensor y);
+
+    /// <summary>dγ, dβ summed over the batch, and dx.</summary>
+    void GroupNormBackward(in ChannelLayout layout, int groups, Tensor dy, Tensor xhat, Tensor gamma, Tensor invStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta);
+
+    // ---- loss and optimizer ---------------------------------------------------------------
+
+    /// <summary>
+    /// Softmax cross-entropy of logits [N, K] against labels: returns Σₙ ℓₙ (float64) and the
+    /// number of correct argmax predictions; dlogits = scale·(softmax − onehot).
+    /// </summary>
+    (double LossSum, int Correct) SoftmaxCrossEntropy(int n, int classes, Tensor logits, ReadOnlySpan<int> labels, float scale, Tensor? dlogits);
+
+    /// <summary>torch.optim.SGD: g' = g + λ·w; v = μ·v + g'; w = w − lr·v (v unused when μ = 0).</summary>
+    void SgdUpdate(Tensor w, Tensor grad, Tensor velocity, float lr, float momentum, float weightDecay);
+}

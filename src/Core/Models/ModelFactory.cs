@@ -1,0 +1,104 @@
+using BnDist.Core.Backends;
+using BnDist.Core.Collectives;
+using BnDist.Core.Init;
+using BnDist.Core.Layers;
+
+namespace BnDist.Core.Models;
+
+/// <summary>How the normalization layers of a model are built.</summary>
+/// <param name="Kind">"bn" (synchronized batch norm), "gn" (group norm) or "none".</param>
+/// <param name="Momentum">The running-average factor α, or null for the cumulative average.</param>
+public sealed record NormalizationOptions(string Kind = "bn", double? Momentum = BatchNorm.DefaultMomentum, int Groups = 8);
+
+/// <summary>
+/// The models of BnDist, with PyTorch's parameter names and layouts:
+/// <list type="bullet">
+/// <item><c>convnet</c>: conv1 (1→32, 3×3, pad 1) → bn1 → ReLU → maxpool 2 → conv2 (32→64) → bn2 →
+/// ReLU → maxpool 2 → flatten → fc1 (3136→128) → bn3 → ReLU → fc2 (128→10).</item>
+/// <item><c>mlp-paper</c>, the BN paper's MNIST network (§4.1): 784→100→100→100→10, BN before each
+/// sigmoid, weights from N(0, 0.01²).</item>
+/// </list>
+/// A layer followed by a normalization has no bias (β plays its role); with <c>none</c> it has one.
+/// </summary>
+public static class ModelFactory
+{
+    public static readonly string[] Architectures = ["convnet", "mlp-paper"];
+    public static readonly string[] Normalizations = ["bn", "gn", "none"];
+
+    public static Network Create(string architecture, IBackend backend, ICollective collective, ulong seed, NormalizationOptions? norm = null)
+    {
+        norm ??= new NormalizationOptions();
+        if (!Normalizations.Contains(norm.Kind))
+            throw new ArgumentException($"unknown normalization '{norm.Kind}' (expected {string.Join(", ", Normalizations)})");
+        return architecture switch
+        {
+            "convnet" => ConvNet(backend, collective, seed, norm),
+            "mlp-paper" => PaperMlp(backend, collective, seed, norm),
+            _ => throw new ArgumentException($"unknown model '{architecture}' (expected {string.Join(", ", Architectures)})"),
+        };
+    }
+
+    private static Network ConvNet(IBackend b, ICollective collective, ulong seed, NormalizationOptions norm)
+    {
+        bool biased = norm.Kind == "none";
+        var builder = new Builder(b, collective, norm);
+        var conv1 = new Conv2d(b, "conv1", 1, 32, 3, padding: 1, bias: biased);
+        var conv2 = new Conv2d(b, "conv2", 32, 64, 3, padding: 1, bias: biased);
+        var fc1 = new Linear(b, "fc1", 64 * 7 * 7, 128, bias: biased);
+        var fc2 = new Linear(b, "fc2", 128, 10);
+        foreach (var conv in new[] { conv1, conv2 }) conv.ResetParameters(seed);
+        fc1.ResetParameters(seed);
+        fc2.ResetParameters(seed);
+        builder.Add(conv1).Norm(1, 32).Add(new Relu(b)).Add(new MaxPool2d(b, 2))
+            .Add(conv2).Norm(2, 64).Add(new Relu(b)).Add(new MaxPool2d(b, 2))
+            .Add(new Flatten(b))
+            .Add(fc1).Norm(3, 128).Add(new Relu(b))
+            .Add(fc2);
+        return new Network("convnet", norm.Kind, [1, 28, 28], 10, builder.Layers);
+    }
+
+    private static Network PaperMlp(IBackend b, ICollective collective, ulong seed, NormalizationOptions norm)
+    {
+        bool biased = norm.Kind == "none";
+        var builder = new Builder(b, collective, norm);
+        builder.Add(new Flatten(b));
+        int[] widths = [784, 100, 100, 100];
+        for (int i = 0; i < 3; i++)
+        {
+            var fc = new Linear(b, $"fc{i + 1}", widths[i], widths[i + 1], bias: biased);
+            InitPaper(b, fc, seed);
+            builder.Add(fc).Norm(i + 1, widths[i + 1]).Add(new Sigmoid(b));
+        }
+        var last = new Linear(b, "fc4", 100, 10);
+        InitPaper(b, last, seed);
+        builder.Add(last);
+        return new Network("mlp-paper", norm.Kind, [1, 28, 28], 10, builder.Layers);
+    }
+
+    private static void InitPaper(IBackend b, Linear fc, ulong seed)
+    {
+        Initializers.Normal(b, fc.Weight, 0.01, seed);
+        if (fc.Bias is not null) Initializers.Constant(b, fc.Bias, 0f);
+    }
+
+    /// <summary>Appends layers; numbers batch-norm layers for their collectives in order.</summary>
+    private sealed class Builder(IBackend backend, ICollective collective, NormalizationOptions norm)
+    {
+        private int _batchNorms;
+
+        public List<Layer> Layers { get; } = [];
+
+        public Builder Add(Layer layer)
+        {
+            Layers.Add(layer);
+            return this;
+        }
+
+        public Builder Norm(int index, int channels) => norm.Kind switch
+        {
+            "bn" => Add(new BatchNorm(backend, $"bn{index}", channels, collective, _batchNorms++, momentum: norm.Momentum)),
+            "gn" => Add(new GroupNorm(backend, $"gn{index}", Math.Min(norm.Groups, channels), channels)),
+            _ => this,
+        };
+    }
+}

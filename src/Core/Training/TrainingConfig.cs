@@ -1,0 +1,71 @@
+using BnDist.Core.Models;
+using BnDist.Core.Optim;
+
+namespace BnDist.Core.Training;
+
+/// <summary>
+/// Everything that determines the math of a run. <see cref="BatchSize"/> is the GLOBAL batch:
+/// the number of workers only splits it (DESIGN §5), so the same config trains the same
+/// model on any number of workers. Defaults are the recipe of <c>make run</c>.
+/// </summary>
+public sealed record TrainingConfig
+{
+    public string Model { get; init; } = "convnet";
+    public string Norm { get; init; } = "bn";
+    public int Epochs { get; init; } = 4;
+    /// <summary>Stop after this many steps in all (0: run <see cref="Epochs"/> whole epochs).</summary>
+    public long Steps { get; init; }
+    public int BatchSize { get; init; } = 128;
+    public double LearningRate { get; init; } = 0.05;
+    public string LrSchedule { get; init; } = "cosine";
+    /// <summary>Decay interval of the step/exp schedules in steps (0: one epoch).</summary>
+    public long LrStepSize { get; init; }
+    public double LrGamma { get; init; } = 0.1;
+    public double Momentum { get; init; } = 0.9;
+    public double WeightDecay { get; init; } = 5e-4;
+    public ulong Seed { get; init; }
+    public bool Shuffle { get; init; } = true;
+    public double BnMomentum { get; init; } = 0.1;
+    /// <summary>"ema" (α = momentum) or "cumulative" (α = 1/t).</summary>
+    public string BnMode { get; init; } = "ema";
+    /// <summary>
+    /// With several workers: true normalizes with the global batch's statistics (the point of
+    /// BnDist); false keeps each worker's batch norm local, as plain DDP does.
+    /// </summary>
+    public bool SyncBatchNorm { get; init; } = true;
+    /// <summary>Evaluate on the test set at the end of each epoch and of the run.</summary>
+    public bool Evaluate { get; init; } = true;
+
+    public NormalizationOptions Normalization => new(Norm, BnMode == "cumulative" ? null : BnMomentum);
+
+    /// <summary>Throws an ArgumentException naming the first invalid setting.</summary>
+    public TrainingConfig Validate()
+    {
+        Require(ModelFactory.Architectures.Contains(Model), $"--model: unknown model '{Model}' (expected {string.Join(", ", ModelFactory.Architectures)})");
+        Require(ModelFactory.Normalizations.Contains(Norm), $"--norm: unknown normalization '{Norm}' (expected {string.Join(", ", ModelFactory.Normalizations)})");
+        Require(Epochs >= 1 || Steps >= 1, "--epochs: must be ≥ 1 (or give --steps)");
+        Require(Steps >= 0, "--steps: must be ≥ 0");
+        Require(BatchSize >= 1, "--batch-size: must be ≥ 1");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), "--lr: must be a positive number");
+        Require(LearningRateSchedule.Kinds.Contains(LrSchedule), $"--lr-schedule: unknown schedule '{LrSchedule}' (expected {string.Join(", ", LearningRateSchedule.Kinds)})");
+        Require(LrStepSize >= 0, "--lr-step: must be ≥ 0");
+        Require(LrGamma > 0 && double.IsFinite(LrGamma), "--lr-gamma: must be > 0");
+        Require(Momentum >= 0 && Momentum < 1, "--momentum: must lie in [0, 1)");
+        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), "--weight-decay: must be ≥ 0");
+        Require(BnMomentum > 0 && BnMomentum <= 1, "--bn-momentum: must lie in (0, 1]");
+        Require(BnMode is "ema" or "cumulative", $"--bn-mode: unknown mode '{BnMode}' (expected ema, cumulative)");
+        return this;
+    }
+
+    /// <summary>Total steps of the run given the number of batches per epoch.</summary>
+    public long TotalSteps(int batchesPerEpoch) => Steps > 0 ? Steps : (long)Epochs * batchesPerEpoch;
+
+    public LearningRateSchedule Schedule(int batchesPerEpoch) =>
+        new LearningRateSchedule(LrSchedule, LearningRate, TotalSteps(batchesPerEpoch),
+            LrStepSize > 0 ? LrStepSize : batchesPerEpoch, LrGamma).Validate();
+
+    private static void Require(bool ok, string message)
+    {
+        if (!ok) throw new ArgumentException(message);
+    }
+}

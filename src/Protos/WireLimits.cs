@@ -1,0 +1,17 @@
+namespace BnDist.Protos;
+
+/// <summary>Sizes both ends of the protocol agree on.</summary>
+public static class WireLimits
+{
+    /// <summary>The version of cluster.proto's semantics; a worker of another version is refused.</summary>
+    public const int ProtocolVersion = 1;
+
+    /// <summary>gRPC message limit on both ends (the initial state of a join is a few MB).</summary>
+    public const int MaxMessageBytes = 256 * 1024 * 1024;
+
+    /// <summary>float32 payloads (gradients) travel in chunks of at most this many values (1 MiB).</summary>
+    public const int FloatChunk = 256 * 1024;
+
+    /// <summary>Checkpoint uploads travel in chunks of this many bytes.</summary>
+    public const int StateChunkBytes = 1024 * 1024;
+}

@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Threading.Channels;
+using BnDist.Core.Backends;
+using BnDist.Core.Collectives;
+using BnDist.Core.Layers;
+using BnDist.Core.Training;
+using BnDist.Protos;
+using BnDist.Protos.V1;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace BnDist.Worker;
+
+/// <summary>
+/// <see cref="ICollective"/> and <see cref="IGradientReducer"/> over this worker's one
+/// long-lived Collective stream to the coordinator. Each call sends this rank's contribution
+/// with its header (run, step, sequence, kind, layer, length) and blocks until the sum comes
+/// back — with the same header, or the call fails. The training thread blocks; a reader task
+/// moves the coordinator's messages into a channel. Every wait has a deadline; an abort from
+/// the coordinator, or the loss of the stream, becomes a <see cref="ClusterException"/>
+/// carrying the reason. The Metrics collective of layer −1 is the step's commit: it also
+/// carries the step's timing, brings back the next learning rate, and may ask rank 0 to upload
+/// its state for a checkpoint.
+/// </summary>
+public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollective, IAsyncDisposable
+{
+    private readonly AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> _call;
+    private readonly Channel<CoordinatorMessage> _incoming = Channel.CreateUnbounded<CoordinatorMessage>(
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly Task _reader;
+    private readonly string _runId;
+    private readonly TimeSpan _wait;
+    private readonly IBackend _backend;
+    private long _sequence, _step, _stepStarted = Stopwatch.GetTimestamp();
+    private double _statsAtStepStart, _gradientsAtStepStart;
+    private float[] _flat = [];
+
+    public GrpcCollective(Cluster.ClusterClient client, Metadata headers, string runId, int rank, int worldSize,
+        TimeSpan operationTimeout, IBackend backend, CancellationToken cancellation)
+    {
+        (_runId, Rank, WorldSize, _backend) = (runId, rank, worldSize, backend);
+        // The coordinator enforces the operation deadline and reports it; this margin only
+        // covers a coordinator that stopped answering altogether.
+        _wait = operationTimeout + TimeSpan.FromSeconds(10);
+        _call = client.Collective(headers, cancellationToken: cancellation);
+        Write(new WorkerMessage { Hello = new StreamHello { RunId = runId, Rank = rank } });
+        _reader = Task.Run(ReadLoop, CancellationToken.None);
+    }
+
+    public int Rank { get; }
+
+    public int WorldSize { get; }
+
+    /// <summary>The learning rate the coordinator gave for the next step.</summary>
+    public double NextLearningRate { get; set; }
+
+    /// <summary>Rank 0: the parameters and optimizer state after the given number of steps, as a checkpoint image.</summary>
+    public Func<long, byte[]>? CaptureState { get; set; }
+
+    /// <summary>Seconds spent in the BN exchanges (statistics and gradient sums) since the start.</summary>
+    public double ExchangeSeconds { get; private set; }
+
+    /// <summary>Seconds spent summing gradients since the start.</summary>
+    public double GradientSeconds { get; private set; }
+
+    /// <summary>Checkpoints the coordinator reported as written (step, path).</summary>
+    public List<(long Step, string Path)> SavedCheckpoints { get; } = [];
+
+    public void BeginStep(long step)
+    {
+        _step = step;
+        _stepStarted = Stopwatch.GetTimestamp();
+        _statsAtStepStart = ExchangeSeconds;
+        _gradientsAtStepStart = GradientSeconds;
+    }
+
+    public void AllReduceSum(Span<double> values, CollectiveKind kind, int layer)
+    {
+        if (kind == CollectiveKind.Metrics && layer == -1)
+        {
+            Commit(values);
+            return;
+        }
+        long t0 = Stopwatch.GetTimestamp();
+        var header = Header(kind, layer, values.Length);
+        var contribution = new Contribution { Header = header };
+        foreach (double v in values) contribution.Values.Add(v);
+        Write(new WorkerMessage { Contribution = contribution });
+        var result = Expect(header, CoordinatorMessage.BodyOneofCase.Result).Result;
+        if (result.Values.Count != values.Length)
+            throw new ClusterException($"the coordinator answered {Describe(header)} with {result.Values.Count} values");
+        for (int i = 0; i < values.Length; i++) values[i] = result.Values[i];
+        if (kind is CollectiveKind.BatchNormStats or CollectiveKind.BatchNormGradSums)
+            ExchangeSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    public void SumGradients(IReadOnlyList<Parameter> parameters)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        int total = parameters.Sum(p => p.Grad.Length);
+        if (_flat.Length != total) _flat = new float[total];
+        int at = 0;
+        foreach (var p in parameters)
+        {
+            _backend.Download(p.Grad, _flat.AsSpan(at, p.Grad.Length));
+            at += p.Grad.Length;
+        }
+        var header = Header(CollectiveKind.Gradients, -1, total);
+        for (int offset = 0; offset < total; offset += WireLimits.FloatChunk)
+        {
+            int count = Math.Min(WireLimits.FloatChunk, total - offset);
+            var bytes = MemoryMarshal.AsBytes(_flat.AsSpan(offset, count));
+            Write(new WorkerMessage { Contribution = new Contribution { Header = header, Floats = ByteString.CopyFrom(bytes), Offset = offset } });
+        }
+        for (int received = 0; received < total;)
+        {
+            var chunk = Expect(header, CoordinatorMessage.BodyOneofCase.Result).Result;
+            int count = chunk.Floats.Length / sizeof(float);
+            if (chunk.Offset != received || count == 0 || received + count > total)
+                throw new ClusterException($"the coordinator sent a malformed chunk of {Describe(header)} at value {chunk.Offset}");
+            MemoryMarshal.Cast<byte, float>(chunk.Floats.Span).CopyTo(_flat.AsSpan(received, count));
+            received += count;
+        }
+        at = 0;
+        foreach (var p in parameters)
+        {
+            _backend.Upload(_flat.AsSpan(at, p.Grad.Length), p.Grad);
+            at += p.Grad.Length;
+        }
+        GradientSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>Ends this rank's stream and waits for the coordinator to close the run.</summary>
+    public async Task CompleteAsync()
+    {
+        await _call.RequestStream.CompleteAsync();
+        var deadline = Task.Delay(_wait);
+        while (true)
+        {
+            var read = _incoming.Reader.WaitToReadAsync().AsTask();
+            if (await Task.WhenAny(read, deadline) == deadline)
+                throw new ClusterException($"the coordinator did not close the run within {_wait.TotalSeconds:0} s of rank {Rank}'s last step");
+            if (!await read) break;
+            while (_incoming.Reader.TryRead(out var m)) Handle(m, expected: null);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _call.Dispose();
+        try { await _reader; } catch (Exception) { /* the stream's fate was already reported */ }
+    }
+
+    private void Commit(Span<double> metrics)
+    {
+        long committedStep = _step;
+        var header = Header(CollectiveKind.Metrics, -1, metrics.Length);
+        double stats = ExchangeSeconds - _statsAtStepStart, gradients = GradientSeconds - _gradientsAtStepStart;
+        double wall = Stopwatch.GetElapsedTime(_stepStarted).TotalSeconds;
+        var commit = new StepCommit
+        {
+            Header = header,
+            Timing = new Protos.V1.StepTiming { ComputeS = wall - stats - gradients, StatsExchangeS = stats, GradientExchangeS = gradients },
+        };
+        foreach (double v in metrics) commit.Metrics.Add(v);
+        Write(new WorkerMessage { Commit = commit });
+        var reply = Expect(header, CoordinatorMessage.BodyOneofCase.Committed).Committed;
+        for (int i = 0; i < metrics.Length; i++) metrics[i] = reply.Metrics[i];
+        NextLearningRate = reply.NextLearningRate;
+        if (reply.UploadState) Upload(committedStep + 1);
+    }
+
+    private void Upload(long steps)
+    {
+        var capture = CaptureState ?? throw new ClusterException($"the coordinator asked rank {Rank} for its state, which only rank 0 uploads");
+        byte[] image = capture(steps);
+        for (int offset = 0; offset < image.Length || offset == 0; offset += WireLimits.StateChunkBytes)
+        {
+            int count = Math.Min(WireLimits.StateChunkBytes, image.Length - offset);
+            bool last = offset + count >= image.Length;
+            Write(new WorkerMessage { State = new StateChunk { Step = steps, Data = ByteString.CopyFrom(image, offset, count), Last = last } });
+            if (last) break;
+        }
+    }
+
+    private Protos.V1.OperationHeader Header(CollectiveKind kind, int layer, int length) => new()
+    {
+        RunId = _runId,
+        Step = _step,
+        Sequence = _sequence++,
+        Kind = (OperationKind)(int)kind,
+        Layer = layer,
+        Length = length,
+    };
+
+    private void Write(WorkerMessage message)
+    {
+        try
+        {
+            _call.RequestStream.WriteAsync(message).GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException or IOException)
+        {
+            throw Lost(e);
+        }
+    }
+
+    /// <summary>Waits for the answer to <paramref name="header"/>, handling notices and aborts on the way.</summary>
+    private CoordinatorMessage Expect(Protos.V1.OperationHeader header, CoordinatorMessage.BodyOneofCase body)
+    {
+        while (true)
+        {
+            CoordinatorMessage message;
+            using (var timeout = new CancellationTokenSource(_wait))
+            {
+                try
+                {
+                    message = _incoming.Reader.ReadAsync(timeout.Token).AsTask().GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException)
+                {
+                    throw new ClusterException($"rank {Rank}: no answer from the coordinator to {Describe(header)} within {_wait.TotalSeconds:0} s");
+                }
+                catch (ChannelClosedException e)
+                {
+                    throw Lost(e.InnerException ?? e);
+                }
+            }
+            if (Handle(message, (header, body)) is { } answer) return answer;
+        }
+    }
+
+    private CoordinatorMessage? Handle(CoordinatorMessage message, (Protos.V1.OperationHeader Header, CoordinatorMessage.BodyOneofCase Body)? expected)
+    {
+        switch (message.BodyCase)
+        {
+            case CoordinatorMessage.BodyOneofCase.Abort:
+                throw new ClusterException($"the coordinator aborted the run: {message.Abort.Reason}");
+            case CoordinatorMessage.BodyOneofCase.Saved:
+                SavedCheckpoints.Add((message.Saved.Step, message.Saved.Path));
+                return null;
+        }
+        if (expected is not { } e)
+            throw new ClusterException($"rank {Rank} received {message.BodyCase} after its last step");
+        var header = message.BodyCase switch
+        {
+            CoordinatorMessage.BodyOneofCase.Result => message.Result.Header,
+            CoordinatorMessage.BodyOneofCase.Committed => message.Committed.Header,
+            _ => null,
+        };
+        if (message.BodyCase != e.Body || header is null || !header.Equals(e.Header))
+            throw new ClusterException($"rank {Rank} expected the answer to {Describe(e.Header)} but received {message.BodyCase} " +
+                                       $"for {(header is null ? "nothing" : Describe(header))}");
+        return message;
+    }
+
+    private async Task ReadLoop()
+    {
+        try
+        {
+            await foreach (var message in _call.ResponseStream.ReadAllAsync()) _incoming.Writer.TryWrite(message);
+            _incoming.Writer.TryComplete();
+        }
+        catch (Exception e)
+        {
+            _incoming.Writer.TryComplete(e);
+        }
+    }
+
+    private ClusterException Lost(Exception e) => e switch
+    {
+        RpcException { StatusCode: StatusCode.Unauthenticated } r => new ClusterException($"the coordinator refused rank {Rank}: {r.Status.Detail}", e),
+        RpcException r => new ClusterException($"rank {Rank} lost the coordinator: {r.Status.StatusCode} {r.Status.Detail}", e),
+        _ => new ClusterException($"rank {Rank} lost the coordinator: {e.Message}", e),
+    };
+
+    private static string Describe(Protos.V1.OperationHeader h) =>
+        $"step {h.Step} {h.Kind}{(h.Layer >= 0 ? $" layer {h.Layer}" : "")} (operation #{h.Sequence})";
+}

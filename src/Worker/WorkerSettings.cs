@@ -1,0 +1,38 @@
+namespace BnDist.Worker;
+
+/// <summary>
+/// How a worker finds its coordinator and what it computes on. Bound from the "Worker"
+/// configuration section (appsettings.json, BNDIST__WORKER__..., the command line).
+/// The math of the run is not here: the coordinator sends it at join.
+/// </summary>
+public sealed class WorkerSettings
+{
+    public const string Section = "Worker";
+
+    /// <summary>The coordinator's address, e.g. http://10.0.0.1:29500.</summary>
+    public string Coordinator { get; set; } = "http://127.0.0.1:29500";
+
+    /// <summary>Unique within the run; ranks follow the ordinal order of the ids (default: host name and process id).</summary>
+    public string WorkerId { get; set; } = $"{Environment.MachineName}-{Environment.ProcessId}";
+
+    /// <summary>auto, cpu, … (see --device).</summary>
+    public string Device { get; set; } = "auto";
+
+    /// <summary>CPU threads of the backend (0: all cores).</summary>
+    public int Threads { get; set; }
+
+    /// <summary>Directory of the IDX files (null: the embedded subset).</summary>
+    public string? Data { get; set; }
+
+    /// <summary>The run token (null: none sent).</summary>
+    public string? Token { get; set; }
+
+    public WorkerSettings Validate()
+    {
+        if (!Uri.TryCreate(Coordinator, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            throw new ArgumentException($"--coordinator: '{Coordinator}' is not an http:// or https:// address");
+        if (string.IsNullOrWhiteSpace(WorkerId)) throw new ArgumentException("--worker-id must not be empty");
+        if (Threads < 0) throw new ArgumentException("--threads must be ≥ 0");
+        return this;
+    }
+}

@@ -1,0 +1,57 @@
+using Xunit.Abstractions;
+using BnDist.Core.Collectives;
+using BnDist.Core.Tests.Support;
+using BnDist.Core.Training;
+
+namespace BnDist.Core.Tests.Collectives;
+
+/// <summary>
+/// The promise in-process: K ranks with synchronized BN compute what one process computes on
+/// the concatenated batch. The gRPC cluster is held to the same oracle in the integration tests.
+/// </summary>
+public sealed class InProcessGroupTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(1, 22)]
+    [InlineData(2, 22)]
+    [InlineData(3, 22)]
+    [InlineData(4, 22)]
+    [InlineData(4, 4)]   // one sample per rank
+    [InlineData(3, 6)]   // two samples per rank
+    [InlineData(4, 3)]   // global batch smaller than K: rank 3 has an empty shard
+    public void K_ranks_equal_one_process_on_the_concatenated_batch(int k, int batch)
+    {
+        var data = Checkpoints.CheckpointTests.SyntheticData(5 * batch);
+        var config = new TrainingConfig { Model = "convnet", BatchSize = batch, Steps = 5, Seed = 11, LearningRate = 0.05, LrSchedule = "cosine" };
+        var single = ShardedRun.TrainSingle(config, data);
+        var perturbed = ShardedRun.TrainSingle(config, Equivalence.RoundingPerturbed(data));
+        var sharded = ShardedRun.Train(config, data, k);
+        Equivalence.AssertSameRun(single, perturbed, sharded, output);
+    }
+
+    [Fact]
+    public void Ranks_calling_different_operations_fail_on_every_rank_with_the_mismatch_named()
+    {
+        var group = new InProcessGroup(2, TimeSpan.FromSeconds(5));
+        var errors = new string?[2];
+        var t = new Thread(() => errors[1] = Catch(() => group.Members[1].AllReduceSum(new double[3], CollectiveKind.BatchNormStats, 1)));
+        t.Start();
+        errors[0] = Catch(() => group.Members[0].AllReduceSum(new double[3], CollectiveKind.BatchNormStats, 0));
+        t.Join();
+        Assert.All(errors, e => Assert.Contains("rank 1 sent BatchNormStats layer 1", e));
+    }
+
+    [Fact]
+    public void A_rank_that_never_arrives_is_named_when_the_deadline_passes()
+    {
+        var group = new InProcessGroup(3, TimeSpan.FromMilliseconds(200));
+        string? error = Catch(() => group.Members[0].AllReduceSum(new double[1], CollectiveKind.Metrics, -1));
+        Assert.Contains("rank(s) 1, 2 did not contribute", error);
+    }
+
+    private static string? Catch(Action a)
+    {
+        try { a(); return null; }
+        catch (InvalidOperationException e) { return e.Message; }
+    }
+}

@@ -1,0 +1,66 @@
+using BnDist.Core.Data;
+using BnDist.Core.Tests.Support;
+using BnDist.Core.Training;
+using BnDist.Testing;
+using Xunit.Abstractions;
+
+namespace BnDist.Integration.Tests;
+
+/// <summary>
+/// The promise over real gRPC: a coordinator and K workers in this process compute what one
+/// process computes on the concatenated batch — parameters, running statistics and losses.
+/// </summary>
+public sealed class ClusterEquivalenceTests(ITestOutputHelper output)
+{
+    private static readonly Dataset Data = Dataset.Load(Dataset.DefaultDirectory(), train: true);
+
+    [Theory]
+    [InlineData(1, 22)]
+    [InlineData(2, 22)]
+    [InlineData(3, 22)]
+    [InlineData(4, 22)]
+    [InlineData(3, 3)]   // one sample per worker
+    [InlineData(2, 4)]   // two samples per worker
+    [InlineData(4, 3)]   // a global batch smaller than K: rank 3's shards are empty
+    public async Task K_workers_over_grpc_equal_one_process_on_the_concatenated_batch(int k, int batch)
+    {
+        var config = new TrainingConfig { Model = "convnet", BatchSize = batch, Steps = 5, Seed = 5, LearningRate = 0.05, Evaluate = false };
+        await using var cluster = await LocalCluster.StartAsync(config, k);
+        var result = await cluster.WaitAsync();
+        Assert.True(result.Coordinator.Succeeded, result.Coordinator.Error);
+        Assert.Equal(5, result.Coordinator.CommittedSteps);
+
+        var single = ShardedRun.TrainSingle(config, Data);
+        var perturbed = ShardedRun.TrainSingle(config, Equivalence.RoundingPerturbed(Data));
+        foreach (var worker in result.Workers)
+            Equivalence.AssertSameRun(single, perturbed, new RunResult(new(worker.State), [.. worker.Losses]), output);
+
+        // The coordinator's running statistics are the workers' (bit for bit: same code, same sums).
+        foreach (var b in cluster.Run.Network.Buffers.Where(b => b.Floats is not null))
+            Assert.Equal(result.Workers[0].State[b.Name], b.Floats);
+    }
+
+    [Fact]
+    public async Task One_worker_over_grpc_is_bit_identical_to_one_process()
+    {
+        var config = new TrainingConfig { Model = "convnet", BatchSize = 16, Steps = 3, Seed = 2, Evaluate = false };
+        await using var cluster = await LocalCluster.StartAsync(config, 1);
+        var worker = (await cluster.WaitAsync()).Workers[0];
+        var single = ShardedRun.TrainSingle(config, Data);
+        Assert.Equal(single.Losses, worker.Losses);
+        foreach (var (name, values) in single.State) Assert.Equal(values, worker.State[name]);
+    }
+
+    [Fact]
+    public async Task Local_batch_norm_differs_from_synchronized_batch_norm()
+    {
+        var config = new TrainingConfig { Model = "convnet", BatchSize = 8, Steps = 3, Seed = 5, SyncBatchNorm = false, Evaluate = false };
+        await using var cluster = await LocalCluster.StartAsync(config, 2);
+        var result = await cluster.WaitAsync();
+        Assert.True(result.Coordinator.Succeeded, result.Coordinator.Error);
+        var single = ShardedRun.TrainSingle(config with { SyncBatchNorm = true }, Data);
+        var (distance, where) = Equivalence.Distance(single, new RunResult(new(result.Workers[0].State), [.. result.Workers[0].Losses]));
+        output.WriteLine($"DDP-style local BN differs from the global batch by {distance:E2} ({where})");
+        Assert.True(distance > 1e-2, "local batch norm should not reproduce the global statistics");
+    }
+}
