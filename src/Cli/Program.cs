@@ -9,6 +9,9 @@ public static class Program
 
         commands:
           train       train in this process (bndist train --help)
+          launch      a local cluster: coordinator + K worker processes (bndist launch --help)
+          coordinator serve a run to workers on other machines
+          worker      join a coordinator and train
           eval        test accuracy of a checkpoint
           bench step  median time of one training step
         """;
@@ -32,8 +35,11 @@ public static class Program
             {
                 "train" => TrainCommand.Run(new ArgReader("train", args[1..]), cancellation.Token),
                 "eval" => EvalCommand.Run(new ArgReader("eval", args[1..])),
+                "launch" => LaunchCommand.Run(new ArgReader("launch", args[1..]), cancellation.Token),
+                "coordinator" => CoordinatorCommand.Run(new ArgReader("coordinator", args[1..]), cancellation.Token),
+                "worker" => WorkerCommand.Run(new ArgReader("worker", args[1..])),
                 "bench" => BenchCommand.Run(args[1..]),
-                _ => throw new UsageException($"unknown command '{args[0]}' (expected train, eval, bench)"),
+                _ => throw new UsageException($"unknown command '{args[0]}' (expected train, launch, coordinator, worker, eval, bench)"),
             };
         }
         catch (UsageException e)

@@ -31,6 +31,7 @@ public sealed record TrainOptions(
           --save-init FILE             write the initial checkpoint here before training
           --resume FILE                continue a run from this checkpoint (optimizer state and step too)
           --metrics-out FILE           JSON lines: step, epoch, loss, lr, test accuracy, samples/s
+          --no-eval                    skip the test-set evaluations
           --quiet                      no progress bar
         """;
 
@@ -53,6 +54,7 @@ public sealed record TrainOptions(
             Shuffle = !a.Flag("no-shuffle"),
             BnMomentum = a.Double("bn-momentum", 0.1),
             BnMode = a.String("bn-mode", "ema"),
+            Evaluate = !a.Flag("no-eval"),
         };
         try
         {

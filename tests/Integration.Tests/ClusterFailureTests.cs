@@ -1,0 +1,118 @@
+using BnDist.Coordinator;
+using BnDist.Core.Backends;
+using BnDist.Core.Checkpoints;
+using BnDist.Core.Collectives;
+using BnDist.Core.Layers;
+using BnDist.Core.Models;
+using BnDist.Core.Tensors;
+using BnDist.Core.Training;
+using BnDist.Testing;
+using BnDist.Worker;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace BnDist.Integration.Tests;
+
+/// <summary>No hang, ever: every failure ends the run on every process, within the deadline, with the rank and operation named.</summary>
+public sealed class ClusterFailureTests
+{
+    [Fact]
+    public async Task A_worker_that_dies_mid_step_ends_the_run_everywhere_and_the_last_checkpoint_stays_loadable()
+    {
+        string dir = Directory.CreateTempSubdirectory("bndist-fail-").FullName;
+        var config = new TrainingConfig { Model = "convnet", BatchSize = 8, Steps = 10, Evaluate = false };
+        var options = new LocalClusterOptions
+        {
+            OperationTimeout = TimeSpan.FromSeconds(10),
+            CheckpointDirectory = dir,
+            CheckpointEvery = 2,
+            // rank 1 crashes in the forward pass of its 6th step (after the checkpoint of step 4)
+            ModelBuilder = (c, backend, collective) => WithCrash(ModelFactory.Create(c.Model, backend, collective, c.Seed, c.Normalization),
+                backend, collective.Rank == 1 ? 6 : int.MaxValue),
+        };
+        var started = DateTime.UtcNow;
+        await using var cluster = await LocalCluster.StartAsync(config, 2, options);
+        var outcome = await cluster.Run.Outcome.WaitAsync(TimeSpan.FromSeconds(30));
+        var errors = await cluster.WorkerErrorsAsync(TimeSpan.FromSeconds(30));
+
+        Assert.False(outcome.Succeeded);
+        Assert.Contains("rank 1 (worker-001)", outcome.Error);
+        Assert.IsType<InvalidOperationException>(errors[1]); // the crash itself
+        var survivor = Assert.IsType<ClusterException>(errors[0]);
+        Assert.Contains("rank 1 (worker-001)", survivor.Message);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(30));
+
+        string checkpoint = Path.Combine(dir, "checkpoint.safetensors");
+        var info = Checkpoint.ReadInfo(checkpoint);
+        Assert.Equal(4, info.Step);
+        Assert.Empty(Directory.GetFiles(dir, "*.tmp"));
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task A_worker_without_the_right_token_is_refused_as_unauthenticated()
+    {
+        var config = new TrainingConfig { Model = "mlp-paper", BatchSize = 8, Steps = 1, Evaluate = false };
+        await using var cluster = await LocalCluster.StartAsync(config, 1, new LocalClusterOptions { Token = "right" });
+        foreach (string? token in new[] { "wrong", null })
+        {
+            var intruder = new WorkerRunner(new WorkerSettings { Coordinator = cluster.Address, WorkerId = "intruder", Token = token, Threads = 1 },
+                NullLogger.Instance);
+            var e = await Assert.ThrowsAsync<ClusterException>(() => intruder.RunAsync(CancellationToken.None));
+            Assert.Contains("Unauthenticated", e.Message);
+        }
+        Assert.True((await cluster.WaitAsync()).Coordinator.Succeeded);
+    }
+
+    [Fact]
+    public void Contributions_with_another_header_or_length_fail_the_run_naming_the_rank_and_operation()
+    {
+        string? failure = null;
+        var hub = new OperationHub(2, TimeSpan.FromSeconds(5), _ => { }, r => failure ??= r);
+        hub.Contribute(0, new OperationHeader(3, 0, CollectiveKind.BatchNormStats, 1, 3), [1, 2, 3]);
+        hub.Contribute(1, new OperationHeader(3, 0, CollectiveKind.BatchNormStats, 2, 3), [1, 2, 3]);
+        Assert.Equal("rank 1 sent step 3 BatchNormStats layer 2 (operation #0, 3 values) where rank 0 sent step 3 BatchNormStats layer 1 (operation #0, 3 values)", failure);
+
+        failure = null;
+        hub = new OperationHub(2, TimeSpan.FromSeconds(5), _ => { }, r => failure ??= r);
+        hub.Contribute(1, new OperationHeader(0, 0, CollectiveKind.BatchNormStats, 0, 5), [1, 2]);
+        Assert.Contains("rank 1 sent 2 values for step 0 BatchNormStats layer 0", failure);
+
+        failure = null;
+        hub = new OperationHub(2, TimeSpan.FromSeconds(5), _ => { }, r => failure ??= r);
+        hub.Contribute(0, new OperationHeader(0, 1, CollectiveKind.Metrics, -1, 1), [1]);
+        Assert.Contains("rank 0 sent operation #1", failure);
+        Assert.Contains("out of step", failure);
+    }
+
+    [Fact]
+    public void An_operation_a_rank_never_joins_fails_at_the_deadline_naming_the_missing_rank()
+    {
+        string? failure = null;
+        var hub = new OperationHub(3, TimeSpan.FromMilliseconds(100), _ => { }, r => failure ??= r);
+        hub.Contribute(0, new OperationHeader(7, 0, CollectiveKind.BatchNormGradSums, 2, 1), [1]);
+        hub.Contribute(2, new OperationHeader(7, 0, CollectiveKind.BatchNormGradSums, 2, 1), [1]);
+        Thread.Sleep(200);
+        hub.CheckDeadlines();
+        Assert.Contains("rank(s) 1 did not contribute within", failure);
+        Assert.Contains("step 7 BatchNormGradSums layer 2", failure);
+    }
+
+    private static Network WithCrash(Network net, IBackend backend, int crashAtForward) =>
+        new(net.Architecture, net.Normalization, net.SampleShape, net.Classes, [new CrashLayer(backend, crashAtForward), .. net.Layers]);
+
+    /// <summary>An identity layer that throws on its n-th training forward: a worker dying mid-step.</summary>
+    private sealed class CrashLayer(IBackend backend, int crashAt) : Layer(backend, "")
+    {
+        private int _forwards;
+
+        public override int[] OutputShape(int[] inputShape) => inputShape;
+
+        public override Tensor Forward(Tensor x, bool training)
+        {
+            if (training && ++_forwards == crashAt) throw new InvalidOperationException("simulated crash");
+            return x;
+        }
+
+        public override Tensor Backward(Tensor dy) => dy;
+    }
+}
