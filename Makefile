@@ -6,8 +6,10 @@ export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
 CONFIG ?= Release
 BNDIST := src/Cli/bin/$(CONFIG)/net10.0/bndist
-# The recipe of the foundation issue: convnet, 4 epochs, global batch 128, lr 0.05 cosine,
+# `make run` launches a local cluster of $(WORKERS) worker processes (synchronized BN) with
+# the recipe of the foundation issue: convnet, 4 epochs, global batch 128, lr 0.05 cosine,
 # momentum 0.9, weight decay 5e-4, on the embedded Fashion-MNIST subset.
+WORKERS ?= 2
 RUN_ARGS ?= --model convnet --epochs 4 --batch-size 128 --lr 0.05 --lr-schedule cosine --momentum 0.9 --weight-decay 5e-4
 
 .PHONY: all build run test bench bench-kernels bench-step bench-accuracy clean
@@ -18,7 +20,7 @@ build:
 	dotnet build BnDist.sln -c $(CONFIG)
 
 run: build
-	$(BNDIST) train $(RUN_ARGS)
+	$(BNDIST) launch --workers $(WORKERS) $(RUN_ARGS)
 
 test:
 	dotnet test BnDist.sln -c $(CONFIG) --logger "console;verbosity=normal"
