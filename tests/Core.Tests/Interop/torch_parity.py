@@ -73,43 +73,47 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # nothing random is drawn (the init is loaded), but be explicit
 
-    model = tm.build(args.model)
-    meta = tm.load_into(model, args.init)
-    if meta.get("model") != args.model or meta.get("norm") != "bn":
-        print(f"{args.init}: holds {meta.get('model')}/{meta.get('norm')}, expected {args.model}/bn", file=sys.stderr)
-        return 2
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-
     images, labels = tm.load_fashion_mnist(args.data, train=True)
     need = args.steps * args.batch_size
     if need > len(labels):
         print(f"{args.data}: {len(labels)} training samples, {need} needed", file=sys.stderr)
         return 2
-
-    out = {}
-    losses = []
-    model.train()
-    for s in range(args.steps):
-        x = images[s * args.batch_size:(s + 1) * args.batch_size]
-        y = labels[s * args.batch_size:(s + 1) * args.batch_size]
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        if s == 0:
-            for name, p in model.named_parameters():
-                out[f"parity.grad1.{name}"] = p.grad.detach().clone()
-        opt.step()
-        losses.append(loss.item())
-
-    model.eval()
     test_images, _ = tm.load_fashion_mnist(args.data, train=False)
-    with torch.no_grad():
-        logits = model(test_images[:args.eval_count])
 
-    out.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-    out.update(tm.momentum_state(model, opt))
-    out["parity.losses"] = torch.tensor(losses, dtype=torch.float64)
-    out["parity.eval_logits"] = logits.float()
+    def run(dtype):
+        """The same steps from the same initial state in dtype: float32 is the peer, float64
+        the (near-)exact answer both float32 implementations are measured against."""
+        model = tm.build(args.model)
+        meta = tm.load_into(model, args.init)
+        if meta.get("model") != args.model or meta.get("norm") != "bn":
+            raise SystemExit(f"{args.init}: holds {meta.get('model')}/{meta.get('norm')}, expected {args.model}/bn")
+        model = model.to(dtype)
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        out, losses = {}, []
+        model.train()
+        for s in range(args.steps):
+            x = images[s * args.batch_size:(s + 1) * args.batch_size].to(dtype)
+            y = labels[s * args.batch_size:(s + 1) * args.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            if s == 0:
+                for name, p in model.named_parameters():
+                    out[f"parity.grad1.{name}"] = p.grad.detach().clone()
+            opt.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            logits = model(test_images[:args.eval_count].to(dtype))
+        out.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        out.update(tm.momentum_state(model, opt))
+        out["parity.losses"] = torch.tensor(losses, dtype=torch.float64)
+        out["parity.eval_logits"] = logits
+        return out, losses
+
+    out, losses = run(torch.float32)
+    exact, _ = run(torch.float64)
+    out.update({"fp64." + k: v.double() for k, v in exact.items() if v.is_floating_point()})
     out["parity.normalize_table"] = tm.normalize_table()
     safetensors_io.write(args.out, out, {"torch_version": torch.__version__, "threads": str(torch.get_num_threads())})
     print(f"torch {torch.__version__}: {args.steps} steps of {args.batch_size}, losses {losses}")
