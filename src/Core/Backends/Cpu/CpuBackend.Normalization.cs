@@ -19,8 +19,8 @@ public sealed unsafe partial class CpuBackend
         CheckLayout(layout, x);
         if (shift.Length != c || sums.Length != 2 * c) throw new ArgumentException("shift must hold C values and sums 2·C");
         float[] data = D(x);
-        float[] k = shift.ToArray();
-        double[] result = new double[2 * c];
+        float[] k = Stage(shift, 0);
+        double[] result = StageSums(2 * c);
         ForChunks(c, (c0, c1) =>
         {
             for (int ch = c0; ch < c1; ch++)
@@ -36,7 +36,7 @@ public sealed unsafe partial class CpuBackend
                 result[c + ch] = s2;
             }
         }, minChunk: 1);
-        result.CopyTo(sums);
+        result.AsSpan(0, 2 * c).CopyTo(sums);
     }
 
     public void BatchNormNormalize(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, ReadOnlySpan<float> meanMinusShift,
@@ -45,7 +45,7 @@ public sealed unsafe partial class CpuBackend
         int c = layout.Channels, s = layout.Spatial;
         CheckLayout(layout, x);
         float[] src = D(x), xh = D(xhat), dst = D(y), ga = D(gamma), be = D(beta);
-        float[] k = shift.ToArray(), d = meanMinusShift.ToArray(), inv = invStd.ToArray();
+        float[] k = Stage(shift, 0), d = Stage(meanMinusShift, 1), inv = Stage(invStd, 2);
         ForChunks(layout.N * c, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
@@ -62,7 +62,7 @@ public sealed unsafe partial class CpuBackend
         CheckLayout(layout, dy);
         if (sums.Length != 2 * c) throw new ArgumentException("sums must hold 2·C values");
         float[] g = D(dy), xh = D(xhat);
-        double[] result = new double[2 * c];
+        double[] result = StageSums(2 * c);
         ForChunks(c, (c0, c1) =>
         {
             for (int ch = c0; ch < c1; ch++)
@@ -78,7 +78,7 @@ public sealed unsafe partial class CpuBackend
                 result[c + ch] = s2;
             }
         }, minChunk: 1);
-        result.CopyTo(sums);
+        result.AsSpan(0, 2 * c).CopyTo(sums);
     }
 
     public void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor xhat, Tensor gamma, ReadOnlySpan<float> invStd,
@@ -87,7 +87,7 @@ public sealed unsafe partial class CpuBackend
         int c = layout.Channels, s = layout.Spatial;
         CheckLayout(layout, dy);
         float[] g = D(dy), xh = D(xhat), ga = D(gamma), d = D(dx);
-        float[] inv = invStd.ToArray(), m1 = meanDy.ToArray(), m2 = meanDyXhat.ToArray();
+        float[] inv = Stage(invStd, 0), m1 = Stage(meanDy, 1), m2 = Stage(meanDyXhat, 2);
         ForChunks(layout.N * c, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
@@ -105,7 +105,7 @@ public sealed unsafe partial class CpuBackend
         int c = layout.Channels, s = layout.Spatial;
         CheckLayout(layout, x);
         float[] src = D(x), dst = D(y);
-        float[] a = scale.ToArray(), b = shift.ToArray();
+        float[] a = Stage(scale, 0), b = Stage(shift, 1);
         ForChunks(layout.N * c, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
@@ -224,6 +224,24 @@ public sealed unsafe partial class CpuBackend
             Vector512.FusedMultiplyAdd(va, Vector512.LoadUnsafe(ref xr, (nuint)i), t).StoreUnsafe(ref zr, (nuint)i);
         }
         for (; i < x.Length; i++) z[i] = MathF.FusedMultiplyAdd(a, x[i], MathF.FusedMultiplyAdd(b, y[i], c));
+    }
+
+    // Per-channel coefficients arrive as spans (which the parallel bodies cannot capture);
+    // they are staged into arrays owned by the backend, grown once, so a step allocates none.
+    private readonly float[][] _staged = [[], [], []];
+    private double[] _sums = [];
+
+    private float[] Stage(ReadOnlySpan<float> values, int slot)
+    {
+        if (_staged[slot].Length < values.Length) _staged[slot] = new float[values.Length];
+        values.CopyTo(_staged[slot]);
+        return _staged[slot];
+    }
+
+    private double[] StageSums(int length)
+    {
+        if (_sums.Length < length) _sums = new double[length];
+        return _sums;
     }
 
     private static void CheckLayout(in ChannelLayout layout, Tensor t)
