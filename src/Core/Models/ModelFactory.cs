@@ -17,12 +17,36 @@ public sealed record NormalizationOptions(string Kind = "bn", double? Momentum =
 /// ReLU → maxpool 2 → flatten → fc1 (3136→128) → bn3 → ReLU → fc2 (128→10).</item>
 /// <item><c>mlp-paper</c>, the BN paper's MNIST network (§4.1): 784→100→100→100→10, BN before each
 /// sigmoid, weights from N(0, 0.01²).</item>
+/// <item><c>mlp:W1,W2,…</c>: flatten → fc1 (784→W1) → bn1 → ReLU → … → fcN (→10), with PyTorch's
+/// default initialization; the widths name the hidden layers (one to eight, each 1 to 65536).</item>
 /// </list>
 /// A layer followed by a normalization has no bias (β plays its role); with <c>none</c> it has one.
 /// </summary>
 public static class ModelFactory
 {
-    public static readonly string[] Architectures = ["convnet", "mlp-paper"];
+    public static readonly string[] Architectures = ["convnet", "mlp-paper", "mlp:W1,W2,…"];
+
+    /// <summary>Whether <paramref name="architecture"/> names a model this factory builds.</summary>
+    public static bool IsKnown(string architecture) =>
+        architecture is "convnet" or "mlp-paper" || (architecture.StartsWith("mlp:", StringComparison.Ordinal) && TryMlpWidths(architecture, out _));
+
+    /// <summary>The hidden widths of an <c>mlp:W1,W2,…</c> name; false when malformed.</summary>
+    public static bool TryMlpWidths(string architecture, out int[] widths)
+    {
+        widths = [];
+        if (!architecture.StartsWith("mlp:", StringComparison.Ordinal)) return false;
+        var parts = architecture[4..].Split(',');
+        if (parts.Length is < 1 or > 8) return false;
+        var result = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out result[i]) ||
+                result[i] is < 1 or > 65536)
+                return false;
+        }
+        widths = result;
+        return true;
+    }
     public static readonly string[] Normalizations = ["bn", "gn", "none"];
 
     public static Network Create(string architecture, IBackend backend, ICollective collective, ulong seed, NormalizationOptions? norm = null)
@@ -34,6 +58,7 @@ public static class ModelFactory
         {
             "convnet" => ConvNet(backend, collective, seed, norm),
             "mlp-paper" => PaperMlp(backend, collective, seed, norm),
+            _ when TryMlpWidths(architecture, out int[] widths) => Mlp(architecture, widths, backend, collective, seed, norm),
             _ => throw new ArgumentException($"unknown model '{architecture}' (expected {string.Join(", ", Architectures)})"),
         };
     }
@@ -73,6 +98,24 @@ public static class ModelFactory
         InitPaper(b, last, seed);
         builder.Add(last);
         return new Network("mlp-paper", norm.Kind, [1, 28, 28], 10, builder.Layers);
+    }
+
+    private static Network Mlp(string name, int[] hidden, IBackend b, ICollective collective, ulong seed, NormalizationOptions norm)
+    {
+        bool biased = norm.Kind == "none";
+        var builder = new Builder(b, collective, norm);
+        builder.Add(new Flatten(b));
+        int[] widths = [784, .. hidden];
+        for (int i = 0; i < hidden.Length; i++)
+        {
+            var fc = new Linear(b, $"fc{i + 1}", widths[i], widths[i + 1], bias: biased);
+            fc.ResetParameters(seed);
+            builder.Add(fc).Norm(i + 1, widths[i + 1]).Add(new Relu(b));
+        }
+        var last = new Linear(b, $"fc{hidden.Length + 1}", hidden[^1], 10);
+        last.ResetParameters(seed);
+        builder.Add(last);
+        return new Network(name, norm.Kind, [1, 28, 28], 10, builder.Layers);
     }
 
     private static void InitPaper(IBackend b, Linear fc, ulong seed)

@@ -41,7 +41,7 @@ public sealed record TrainingConfig
     /// <summary>Throws an ArgumentException naming the first invalid setting.</summary>
     public TrainingConfig Validate()
     {
-        Require(ModelFactory.Architectures.Contains(Model), $"--model: unknown model '{Model}' (expected {string.Join(", ", ModelFactory.Architectures)})");
+        Require(ModelFactory.IsKnown(Model), $"--model: unknown model '{Model}' (expected {string.Join(", ", ModelFactory.Architectures)})");
         Require(ModelFactory.Normalizations.Contains(Norm), $"--norm: unknown normalization '{Norm}' (expected {string.Join(", ", ModelFactory.Normalizations)})");
         Require(Epochs >= 1 || Steps >= 1, "--epochs: must be ≥ 1 (or give --steps)");
         Require(Steps >= 0, "--steps: must be ≥ 0");

@@ -65,4 +65,33 @@ public sealed class ModelFactoryTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => ModelFactory.Create("resnet", _backend, SingleProcessCollective.Instance, 0));
         Assert.Contains("'resnet'", e.Message);
     }
+
+    [Fact]
+    public void Mlp_with_named_widths_has_a_batch_norm_after_each_hidden_layer()
+    {
+        var net = ModelFactory.Create("mlp:64,256", _backend, SingleProcessCollective.Instance, 0);
+        Assert.Equal(["fc1.weight", "bn1.weight", "bn1.bias", "fc2.weight", "bn2.weight", "bn2.bias", "fc3.weight", "fc3.bias"],
+            net.Parameters.Select(p => p.Name));
+        Assert.Equal([64, 784], net.Parameters[0].Shape);
+        Assert.Equal([10, 256], net.Parameters[6].Shape);
+        Assert.Equal([64, 256], net.BatchNorms.Select(b => b.Channels));
+        // PyTorch's default: kaiming-uniform with a = √5 gives U(±1/√fan_in).
+        float[] w = _backend.Read(net.Parameters[0].Value);
+        Assert.InRange(w.Max(Math.Abs), 0.9 / 28, 1.0 / 28);
+    }
+
+    [Theory]
+    [InlineData("mlp:")]
+    [InlineData("mlp:0")]
+    [InlineData("mlp:64,,32")]
+    [InlineData("mlp:-5")]
+    [InlineData("mlp:1,2,3,4,5,6,7,8,9")]
+    [InlineData("resnet")]
+    public void Unknown_or_malformed_model_names_are_refused_with_the_expected_forms(string name)
+    {
+        var e = Assert.Throws<ArgumentException>(() => ModelFactory.Create(name, _backend, SingleProcessCollective.Instance, 0));
+        Assert.Contains(name, e.Message);
+        Assert.Contains("mlp:W1,W2", e.Message);
+        Assert.False(ModelFactory.IsKnown(name));
+    }
 }
