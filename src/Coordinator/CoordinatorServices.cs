@@ -32,6 +32,10 @@ public static class CoordinatorServices
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.Http2.MaxStreamsPerConnection = 1000;
+            // Gradient contributions arrive in MiB chunks: flow-control windows of the default
+            // 1 MiB (connection) / 768 KiB (stream) would stall every chunk on a window update.
+            k.Limits.Http2.InitialConnectionWindowSize = WireLimits.Http2WindowBytes;
+            k.Limits.Http2.InitialStreamWindowSize = WireLimits.Http2WindowBytes;
             var listen = System.Net.IPAddress.Parse(settings.Host);
             k.Listen(listen, settings.Port, o => o.Protocols = HttpProtocols.Http2);
         });

@@ -12,6 +12,9 @@ public static class WireLimits
     /// <summary>float32 payloads (gradients) travel in chunks of at most this many values (1 MiB).</summary>
     public const int FloatChunk = 256 * 1024;
 
+    /// <summary>HTTP/2 flow-control window of both ends (per stream and per connection): several gradient chunks in flight.</summary>
+    public const int Http2WindowBytes = 16 * 1024 * 1024;
+
     /// <summary>Checkpoint uploads travel in chunks of this many bytes.</summary>
     public const int StateChunkBytes = 1024 * 1024;
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Threading.Channels;
 using BnDist.Core.Backends;
 using BnDist.Core.Collectives;
 using BnDist.Core.Layers;
@@ -16,19 +15,17 @@ namespace BnDist.Worker;
 /// <see cref="ICollective"/> and <see cref="IGradientReducer"/> over this worker's one
 /// long-lived Collective stream to the coordinator. Each call sends this rank's contribution
 /// with its header (run, step, sequence, kind, layer, length) and blocks until the sum comes
-/// back — with the same header, or the call fails. The training thread blocks; a reader task
-/// moves the coordinator's messages into a channel. Every wait has a deadline; an abort from
-/// the coordinator, or the loss of the stream, becomes a <see cref="ClusterException"/>
-/// carrying the reason. The Metrics collective of layer −1 is the step's commit: it also
+/// back — with the same header, or the call fails. The training thread itself reads the
+/// response stream (no reader task, no queue: one thread wake-up per answer, which is most of
+/// a small all-reduce's latency). Every wait has a deadline; an abort from the coordinator, or
+/// the loss of the stream, becomes a <see cref="ClusterException"/> carrying the reason. The Metrics collective of layer −1 is the step's commit: it also
 /// carries the step's timing, brings back the next learning rate, and may ask rank 0 to upload
 /// its state for a checkpoint.
 /// </summary>
 public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollective, IAsyncDisposable
 {
     private readonly AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> _call;
-    private readonly Channel<CoordinatorMessage> _incoming = Channel.CreateUnbounded<CoordinatorMessage>(
-        new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-    private readonly Task _reader;
+    private readonly CancellationTokenSource _deadline = new();
     private readonly string _runId;
     private readonly TimeSpan _wait;
     private readonly IBackend _backend;
@@ -45,7 +42,6 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         _wait = operationTimeout + TimeSpan.FromSeconds(10);
         _call = client.Collective(headers, cancellationToken: cancellation);
         Write(new WorkerMessage { Hello = new StreamHello { RunId = runId, Rank = rank } });
-        _reader = Task.Run(ReadLoop, CancellationToken.None);
     }
 
     public int Rank { get; }
@@ -110,8 +106,8 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         for (int offset = 0; offset < total; offset += WireLimits.FloatChunk)
         {
             int count = Math.Min(WireLimits.FloatChunk, total - offset);
-            var bytes = MemoryMarshal.AsBytes(_flat.AsSpan(offset, count));
-            Write(new WorkerMessage { Contribution = new Contribution { Header = header, Floats = ByteString.CopyFrom(bytes), Offset = offset } });
+            // Wrapped, not copied: the write serializes the chunk before it returns.
+            Write(new WorkerMessage { Contribution = new Contribution { Header = header, Floats = FloatBytes.Wrap(_flat, offset, count), Offset = offset } });
         }
         for (int received = 0; received < total;)
         {
@@ -135,21 +131,15 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     public async Task CompleteAsync()
     {
         await _call.RequestStream.CompleteAsync();
-        var deadline = Task.Delay(_wait);
-        while (true)
-        {
-            var read = _incoming.Reader.WaitToReadAsync().AsTask();
-            if (await Task.WhenAny(read, deadline) == deadline)
-                throw new ClusterException($"the coordinator did not close the run within {_wait.TotalSeconds:0} s of rank {Rank}'s last step");
-            if (!await read) break;
-            while (_incoming.Reader.TryRead(out var m)) Handle(m, expected: null);
-        }
+        while (await Task.Run(() => Next($"the close of the run after rank {Rank}'s last step")) is { } message)
+            Handle(message, expected: null);
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         _call.Dispose();
-        try { await _reader; } catch (Exception) { /* the stream's fate was already reported */ }
+        _deadline.Dispose();
+        return ValueTask.CompletedTask;
     }
 
     private void Commit(Span<double> metrics)
@@ -211,23 +201,30 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     {
         while (true)
         {
-            CoordinatorMessage message;
-            using (var timeout = new CancellationTokenSource(_wait))
-            {
-                try
-                {
-                    message = _incoming.Reader.ReadAsync(timeout.Token).AsTask().GetAwaiter().GetResult();
-                }
-                catch (OperationCanceledException)
-                {
-                    throw new ClusterException($"rank {Rank}: no answer from the coordinator to {Describe(header)} within {_wait.TotalSeconds:0} s");
-                }
-                catch (ChannelClosedException e)
-                {
-                    throw Lost(e.InnerException ?? e);
-                }
-            }
+            var message = Next(Describe(header)) ?? throw new ClusterException($"rank {Rank}: the coordinator ended the stream before answering {Describe(header)}");
             if (Handle(message, (header, body)) is { } answer) return answer;
+        }
+    }
+
+    /// <summary>The coordinator's next message on this thread, or null at the end of the stream; waits at most the deadline.</summary>
+    private CoordinatorMessage? Next(string awaiting)
+    {
+        _deadline.CancelAfter(_wait);
+        try
+        {
+            return _call.ResponseStream.MoveNext(_deadline.Token).GetAwaiter().GetResult() ? _call.ResponseStream.Current : null;
+        }
+        catch (Exception e) when (_deadline.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
+        {
+            throw new ClusterException($"rank {Rank}: no answer from the coordinator to {awaiting} within {_wait.TotalSeconds:0} s");
+        }
+        catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
+        {
+            throw Lost(e);
+        }
+        finally
+        {
+            _deadline.TryReset();
         }
     }
 
@@ -253,19 +250,6 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             throw new ClusterException($"rank {Rank} expected the answer to {Describe(e.Header)} but received {message.BodyCase} " +
                                        $"for {(header is null ? "nothing" : Describe(header))}");
         return message;
-    }
-
-    private async Task ReadLoop()
-    {
-        try
-        {
-            await foreach (var message in _call.ResponseStream.ReadAllAsync()) _incoming.Writer.TryWrite(message);
-            _incoming.Writer.TryComplete();
-        }
-        catch (Exception e)
-        {
-            _incoming.Writer.TryComplete(e);
-        }
     }
 
     private ClusterException Lost(Exception e) => e switch

@@ -1,0 +1,111 @@
+using System.Net.Http;
+using System.Text.Json;
+using BnDist.Core.Backends;
+using BnDist.Core.Data;
+using BnDist.Core.Training;
+using BnDist.Protos;
+using BnDist.Protos.V1;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace BnDist.Worker;
+
+/// <summary>
+/// A worker's membership of a run: the channel to the coordinator, the join (rank, world,
+/// configuration, initial state) and the one Collective stream. <see cref="WorkerRunner"/>
+/// trains over it; benchmarks drive its <see cref="Collective"/> directly.
+/// </summary>
+public sealed class ClusterConnection : IAsyncDisposable
+{
+    private readonly GrpcChannel _channel;
+
+    private ClusterConnection(GrpcChannel channel, JoinReply join, TrainingConfig config, GrpcCollective collective)
+    {
+        (_channel, Join, Config, Collective) = (channel, join, config, collective);
+    }
+
+    public JoinReply Join { get; }
+
+    public TrainingConfig Config { get; }
+
+    public GrpcCollective Collective { get; }
+
+    /// <summary>Joins the run at <see cref="WorkerSettings.Coordinator"/> (retrying while it is not up yet) and opens the stream.</summary>
+    public static async Task<ClusterConnection> OpenAsync(WorkerSettings settings, Dataset train, Dataset test, IBackend backend,
+        ILogger logger, CancellationToken cancellation)
+    {
+        var channel = GrpcChannel.ForAddress(settings.Coordinator, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = WireLimits.MaxMessageBytes,
+            MaxSendMessageSize = WireLimits.MaxMessageBytes,
+            HttpHandler = new SocketsHttpHandler
+            {
+                EnableMultipleHttp2Connections = true,
+                ConnectTimeout = TimeSpan.FromSeconds(10),
+                InitialHttp2StreamWindowSize = WireLimits.Http2WindowBytes,
+            },
+        });
+        try
+        {
+            var client = new Cluster.ClusterClient(channel);
+            var headers = new Metadata();
+            if (settings.Token is not null) headers.Add(RunToken.Header, RunToken.Scheme + settings.Token);
+            var join = await JoinAsync(settings, client, headers, train, test, backend.Name, logger, cancellation);
+            var config = JsonSerializer.Deserialize<TrainingConfig>(join.ConfigJson)
+                ?? throw new ClusterException("the coordinator sent no run configuration");
+            var collective = new GrpcCollective(client, headers, join.RunId, join.Rank, join.WorldSize,
+                TimeSpan.FromMilliseconds(join.OperationTimeoutMs), backend, cancellation) { NextLearningRate = join.LearningRate };
+            return new ClusterConnection(channel, join, config, collective);
+        }
+        catch
+        {
+            channel.Dispose();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Collective.DisposeAsync();
+        _channel.Dispose();
+    }
+
+    private static async Task<JoinReply> JoinAsync(WorkerSettings settings, Cluster.ClusterClient client, Metadata headers, Dataset train,
+        Dataset test, string device, ILogger logger, CancellationToken cancellation)
+    {
+        var request = new JoinRequest
+        {
+            WorkerId = settings.WorkerId,
+            Device = device,
+            ProtocolVersion = WireLimits.ProtocolVersion,
+            Dataset = new DatasetFingerprint { TrainCount = train.Count, TestCount = test.Count, TrainLabelsHash = LabelsHash(train) },
+        };
+        // The coordinator may not be up yet (a cluster starting together): retry briefly while unreachable.
+        var giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                return await client.JoinAsync(request, headers, cancellationToken: cancellation);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow < giveUp)
+            {
+                logger.LogDebug("Coordinator {Address} not reachable yet: {Detail}", settings.Coordinator, e.Status.Detail);
+                await Task.Delay(250, cancellation);
+            }
+            catch (RpcException e)
+            {
+                throw new ClusterException($"worker '{settings.WorkerId}' could not join {settings.Coordinator}: {e.Status.StatusCode}: {e.Status.Detail}", e);
+            }
+        }
+    }
+
+    /// <summary>FNV-1a over the training labels: equal data on every worker, cheaply checked.</summary>
+    public static ulong LabelsHash(Dataset data)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (byte b in data.Labels) h = (h ^ b) * 1099511628211UL;
+        return h;
+    }
+}
