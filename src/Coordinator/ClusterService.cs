@@ -150,15 +150,12 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
                 yield return new CoordinatorMessage { Result = result };
                 break;
             case FloatSumMessage f:
-                for (int offset = 0; offset < f.Values.Length || offset == 0; offset += WireLimits.FloatChunk)
+                // The range is final and never written again: send it without copying.
+                for (int offset = f.Offset; offset < f.Offset + f.Count; offset += WireLimits.FloatChunk)
                 {
-                    int count = Math.Min(WireLimits.FloatChunk, f.Values.Length - offset);
-                    var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.Values.AsSpan(offset, count));
-                    yield return new CoordinatorMessage
-                    {
-                        Result = new Result { Header = Wire(f.Header), Floats = ByteString.CopyFrom(bytes), Offset = offset },
-                    };
-                    if (count == 0) break;
+                    int count = Math.Min(WireLimits.FloatChunk, f.Offset + f.Count - offset);
+                    var bytes = FloatBytes.Wrap(f.Values, offset, count);
+                    yield return new CoordinatorMessage { Result = new Result { Header = Wire(f.Header), Floats = bytes, Offset = offset } };
                 }
                 break;
             case CommitMessage c:

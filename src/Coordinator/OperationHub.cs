@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Numerics;
 using BnDist.Core.Collectives;
 
 namespace BnDist.Coordinator;
@@ -14,14 +15,17 @@ public sealed record CompletedOperation(OperationHeader Header, double[] Sum, fl
 /// <list type="number">
 /// <item>each rank numbers its operations 0, 1, 2, … (the sequence) and sends them in order;</item>
 /// <item>all ranks send the same header (step, kind, layer, length) for the same sequence;</item>
-/// <item>float64 operations come in one message; float32 ones in chunks, in order of offset;</item>
+/// <item>float64 operations come in one message; float32 ones in chunks, in order of offset, and
+///   every range that all ranks have sent is summed at once and handed to
+///   <c>reduced</c> (offset, count), so the answer streams back while later chunks arrive;</item>
 /// <item>an operation whose first contribution is older than the timeout fails, naming the ranks
 ///   that never sent theirs (the stall inspector).</item>
 /// </list>
 /// Any violation fails the whole run: <see cref="Fail"/> is called once with a reason naming the
 /// rank and the operation. Thread-safe; no gRPC types.
 /// </summary>
-public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<CompletedOperation> completed, Action<string> fail)
+public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<CompletedOperation> completed, Action<string> fail,
+    Action<OperationHeader, float[], int, int>? reduced = null)
 {
     private readonly object _gate = new();
     private readonly Dictionary<long, Operation> _pending = [];
@@ -98,6 +102,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
             }
             System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(buffer.AsSpan(offset, count));
             op.Received[rank] += count;
+            ReduceReady(op);
             if (op.Received[rank] == header.Length) Arrived(op, rank);
         }
     }
@@ -156,6 +161,30 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         completed(Reduce(op));
     }
 
+    /// <summary>Sums, in rank order, the float32 values every rank has sent and that are not summed yet.</summary>
+    private void ReduceReady(Operation op)
+    {
+        int ready = int.MaxValue;
+        for (int r = 0; r < worldSize; r++) ready = Math.Min(ready, op.Received[r]);
+        int from = op.ReducedUpTo;
+        if (ready <= from) return;
+        var sum = op.FloatSum ??= new float[op.Header.Length];
+        var target = sum.AsSpan(from, ready - from);
+        op.Floats[0]!.AsSpan(from, ready - from).CopyTo(target);
+        for (int r = 1; r < worldSize; r++) AddTo(target, op.Floats[r]!.AsSpan(from, ready - from));
+        op.ReducedUpTo = ready;
+        reduced?.Invoke(op.Header, sum, from, ready - from);
+    }
+
+    /// <summary>target[i] += source[i], elementwise (the same rounding as the scalar loop).</summary>
+    private static void AddTo(Span<float> target, ReadOnlySpan<float> source)
+    {
+        int i = 0;
+        for (; i <= target.Length - Vector<float>.Count; i += Vector<float>.Count)
+            (new Vector<float>(target[i..]) + new Vector<float>(source[i..])).CopyTo(target[i..]);
+        for (; i < target.Length; i++) target[i] += source[i];
+    }
+
     /// <summary>Sums in rank order; the wait of each rank is the time from its arrival to the last one's.</summary>
     private CompletedOperation Reduce(Operation op)
     {
@@ -164,12 +193,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         float[]? floatSum = null;
         if (op.Floats[0] is not null)
         {
-            floatSum = new float[n];
-            for (int r = 0; r < worldSize; r++)
-            {
-                var f = op.Floats[r]!;
-                for (int i = 0; i < n; i++) floatSum[i] += f[i];
-            }
+            floatSum = op.FloatSum ?? new float[n]; // summed chunk by chunk as the ranges became complete
         }
         else
         {
@@ -200,6 +224,8 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         public double[]?[] Doubles { get; } = new double[world][];
         public float[]?[] Floats { get; } = new float[world][];
         public int[] Received { get; } = new int[world];
+        public float[]? FloatSum { get; set; }
+        public int ReducedUpTo { get; set; }
         public bool[] Done { get; } = new bool[world];
         public long[] ArrivedAt { get; } = new long[world];
         public StepTiming[] Timings { get; } = new StepTiming[world];

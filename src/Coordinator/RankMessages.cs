@@ -18,8 +18,12 @@ public abstract record RankMessage;
 /// <summary>The float64 sum of an operation.</summary>
 public sealed record SumMessage(OperationHeader Header, double[] Values) : RankMessage;
 
-/// <summary>The float32 sum of a chunked operation (gradients).</summary>
-public sealed record FloatSumMessage(OperationHeader Header, float[] Values) : RankMessage;
+/// <summary>
+/// Values [Offset, Offset + Count) of the float32 sum of a chunked operation (gradients): the
+/// hub reduces a range as soon as every rank has sent it, so answers stream back while later
+/// chunks still arrive. <paramref name="Values"/> is the whole sum; the range is final.
+/// </summary>
+public sealed record FloatSumMessage(OperationHeader Header, float[] Values, int Offset, int Count) : RankMessage;
 
 /// <summary>The reply to a step commit: summed metrics, the next step's learning rate, and whether to upload state.</summary>
 public sealed record CommitMessage(OperationHeader Header, double[] Metrics, double NextLearningRate, bool UploadState) : RankMessage;

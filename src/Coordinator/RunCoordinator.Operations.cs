@@ -38,8 +38,7 @@ public sealed partial class RunCoordinator
                 Broadcast(new SumMessage(h, op.Sum));
                 break;
             case CollectiveKind.Gradients:
-                Broadcast(new FloatSumMessage(h, op.FloatSum!));
-                break;
+                break; // already streamed back range by range (ChunkReduced)
             case CollectiveKind.Metrics when h.Layer == -1:
                 CommitStep(op);
                 break;
@@ -54,11 +53,15 @@ public sealed partial class RunCoordinator
         }
     }
 
+    /// <summary>Called by the hub, under its lock, when a range of a gradient sum is final.</summary>
+    private void ChunkReduced(OperationHeader header, float[] sum, int offset, int count) =>
+        Broadcast(new FloatSumMessage(header, sum, offset, count));
+
     /// <summary>The coordinator's running averages, from the same reduced vector every worker receives.</summary>
     private void UpdateRunningStatistics(CompletedOperation op)
     {
-        var bns = _network.BatchNorms.ToList();
-        if (op.Header.Layer < 0 || op.Header.Layer >= bns.Count || bns[op.Header.Layer].Channels * 2 + 1 != op.Header.Length)
+        var bns = _batchNorms;
+        if (op.Header.Layer < 0 || op.Header.Layer >= bns.Length || bns[op.Header.Layer].Channels * 2 + 1 != op.Header.Length)
         {
             Abort($"{op.Header} does not match batch-norm layer {op.Header.Layer} of the {_network.Architecture}");
             return;

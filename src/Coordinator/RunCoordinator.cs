@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using BnDist.Core.Backends.Cpu;
 using BnDist.Core.Checkpoints;
 using BnDist.Core.Collectives;
+using BnDist.Core.Layers;
 using BnDist.Core.Models;
 using BnDist.Core.Optim;
 using BnDist.Core.Training;
@@ -36,6 +37,7 @@ public sealed partial class RunCoordinator : IDisposable
     private readonly ILogger _logger;
     private readonly CpuBackend _backend = new(1);
     private readonly Network _network;
+    private readonly BatchNorm[] _batchNorms;
     private readonly Sgd _optimizer;
     private readonly Rendezvous _rendezvous;
     private readonly TaskCompletionSource<RunOutcome> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -60,6 +62,7 @@ public sealed partial class RunCoordinator : IDisposable
         _logger = logger;
         var config = settings.Training;
         _network = ModelFactory.Create(config.Model, _backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
+        _batchNorms = [.. _network.BatchNorms];
         _optimizer = new Sgd(_backend, _network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
         if (settings.Init is not null) Checkpoint.Load(settings.Init, _backend, _network, optimizer: null);
         if (settings.Resume is not null) _startStep = Checkpoint.Load(settings.Resume, _backend, _network, _optimizer).Step;
@@ -127,11 +130,13 @@ public sealed partial class RunCoordinator : IDisposable
             _totalSteps = _settings.Training.TotalSteps(_batchesPerEpoch);
             _schedule = _settings.Training.Schedule(_batchesPerEpoch);
             _initialState = Checkpoint.ToBytes(_backend, _network, _optimizer, _startStep, _settings.Training);
+            // Synchronous continuations: the thread that completes an operation goes on to write
+            // the answers to the idle streams itself, instead of waking one writer per rank.
             _outboxes = [.. Enumerable.Range(0, world.Size).Select(_ => Channel.CreateUnbounded<RankMessage>(
-                new UnboundedChannelOptions { SingleReader = true, SingleWriter = false }))];
+                new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = true }))];
             _ended = new bool[world.Size];
             _timings = new double[world.Size, 4];
-            _hub = new OperationHub(world.Size, OperationTimeout, Completed, Abort);
+            _hub = new OperationHub(world.Size, OperationTimeout, Completed, Abort, ChunkReduced);
             _lastCommitAt = Stopwatch.GetTimestamp();
         }
         _logger.LogInformation("Run {RunId}: {World} workers ({Ranks}); {Steps} steps of global batch {Batch}, {PerEpoch} per epoch",

@@ -85,6 +85,29 @@ public sealed class ClusterFailureTests
     }
 
     [Fact]
+    public void Gradient_chunks_are_summed_in_rank_order_as_soon_as_every_rank_has_sent_them()
+    {
+        var ranges = new List<(int Offset, int Count)>();
+        float[]? final = null;
+        var hub = new OperationHub(2, TimeSpan.FromSeconds(5), op => final = op.FloatSum, r => Assert.Fail(r),
+            (_, _, offset, count) => ranges.Add((offset, count)));
+        var h = new OperationHeader(0, 0, CollectiveKind.Gradients, -1, 10);
+        float[] a = [.. Enumerable.Range(0, 10).Select(i => 0.1f * i)], b = [.. Enumerable.Range(0, 10).Select(i => 1e7f + i)];
+        static byte[] Bytes(float[] v, int from, int count) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan(from, count)).ToArray();
+
+        hub.ContributeChunk(0, h, 0, Bytes(a, 0, 6));
+        Assert.Empty(ranges);                               // rank 1 has sent nothing yet
+        hub.ContributeChunk(1, h, 0, Bytes(b, 0, 4));
+        Assert.Equal([(0, 4)], ranges);                     // both have values 0..3
+        hub.ContributeChunk(1, h, 4, Bytes(b, 4, 6));
+        Assert.Equal([(0, 4), (4, 2)], ranges);             // rank 0 limits it to 0..5
+        Assert.Null(final);
+        hub.ContributeChunk(0, h, 6, Bytes(a, 6, 4));
+        Assert.Equal([(0, 4), (4, 2), (6, 4)], ranges);
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => a[i] + b[i]), final!);
+    }
+
+    [Fact]
     public void An_operation_a_rank_never_joins_fails_at_the_deadline_naming_the_missing_rank()
     {
         string? failure = null;
