@@ -14,6 +14,8 @@ public static class Program
           worker      join a coordinator and train
           eval        test accuracy of a checkpoint
           bench step  median time of one training step
+          bench collective
+                      latency and bandwidth of the all-reduce, K worker processes on loopback
         """;
 
     public static int Main(string[] args)
@@ -38,7 +40,7 @@ public static class Program
                 "launch" => LaunchCommand.Run(new ArgReader("launch", args[1..]), cancellation.Token),
                 "coordinator" => CoordinatorCommand.Run(new ArgReader("coordinator", args[1..]), cancellation.Token),
                 "worker" => WorkerCommand.Run(new ArgReader("worker", args[1..])),
-                "bench" => BenchCommand.Run(args[1..]),
+                "bench" => BenchCommand.Run(args[1..], cancellation.Token),
                 _ => throw new UsageException($"unknown command '{args[0]}' (expected train, launch, coordinator, worker, eval, bench)"),
             };
         }

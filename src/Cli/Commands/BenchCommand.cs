@@ -18,10 +18,12 @@ namespace BnDist.Cli.Commands;
 /// </summary>
 public static class BenchCommand
 {
-    public static int Run(string[] rest)
+    public static int Run(string[] rest, CancellationToken cancellation)
     {
+        if (rest.Length > 0 && rest[0] == "collective") return CollectiveBenchCommand.Run(new ArgReader("bench collective", rest[1..]), cancellation);
         if (rest.Length == 0 || rest[0] != "step")
-            throw new UsageException("bench: expected 'bench step --model M --batch-size B [--threads N] [--warmup W] [--iterations I] [--json]'");
+            throw new UsageException("bench: expected 'bench step --model M --batch-size B [--threads N] [--warmup W] [--iterations I] [--json]' " +
+                                     "or 'bench collective [--workers K] …'");
         var args = new ArgReader("bench step", rest[1..]);
         string model = args.String("model", "convnet");
         string norm = args.String("norm", "bn");

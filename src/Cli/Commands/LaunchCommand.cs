@@ -84,7 +84,7 @@ public static class LaunchCommand
     }
 
     /// <summary>This same bndist, whether run as its apphost or as "dotnet bndist.dll".</summary>
-    private static ProcessStartInfo WorkerProcess()
+    internal static ProcessStartInfo WorkerProcess()
     {
         string host = Environment.ProcessPath!;
         var info = new ProcessStartInfo(host) { UseShellExecute = false };

@@ -1,0 +1,259 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using BnDist.Coordinator;
+using BnDist.Core.Backends.Cpu;
+using BnDist.Core.Collectives;
+using BnDist.Core.Data;
+using BnDist.Core.Layers;
+using BnDist.Core.Models;
+using BnDist.Core.Training;
+using BnDist.Protos;
+using BnDist.Worker;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace BnDist.Cli.Commands;
+
+/// <summary>
+/// <c>bndist bench collective</c>: the cost of BnDist's own all-reduce path, measured as a
+/// training run uses it — K worker processes, each with its one Collective stream to an
+/// in-process coordinator on loopback, the same <see cref="GrpcCollective"/>, hub, running
+/// statistics update and token check as <c>launch</c>. The run's model is
+/// <c>mlp:C1,C2,…</c>, so batch-norm layer l has exactly C_l channels and its statistics
+/// operation carries the 2·C_l + 1 float64 values of a real one.
+/// <list type="bullet">
+/// <item>BN statistics: per C, W warm-up then N timed operations back to back; rank 0's
+/// per-operation latency, p50 / p99 / mean.</item>
+/// <item>Gradients: per size, a float32 buffer summed through the chunked gradient path
+/// (device download and upload included, as in a step); median time, algbw = bytes/time and
+/// busbw = algbw·2(K−1)/K (nccl-tests' definition).</item>
+/// </list>
+/// Output: JSON lines with the fields of bench/peers (impl "bndist"), to stdout and --out.
+/// </summary>
+public static class CollectiveBenchCommand
+{
+    private const string UsageText =
+        "bench collective [--workers K] [--channels 64,256,1024] [--ops N] [--warmup W] [--sizes-mib 1,4,16,64] [--reps R] [--out FILE]";
+
+    public static int Run(ArgReader args, CancellationToken cancellation)
+    {
+        if (args.Help)
+        {
+            System.Console.WriteLine("usage: bndist " + UsageText);
+            return 0;
+        }
+        var o = Options.Read(args);
+        if (o.Role == "worker") return RunWorker(o, cancellation);
+        return RunDriver(o, cancellation);
+    }
+
+    private sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double[] SizesMiB, int Reps, string? Out,
+        string? Coordinator, string? TokenFile, string? WorkerId)
+    {
+        public static Options Read(ArgReader a)
+        {
+            var o = new Options(
+                a.String("role", "driver"), a.Int("workers", 2, min: 1), Ints(a, "channels", "64,256,1024"),
+                a.Int("ops", 2000, min: 1), a.Int("warmup", 1000, min: 0), Doubles(a, "sizes-mib", "1,4,16,64"), a.Int("reps", 10, min: 1),
+                a.String("out"), a.String("coordinator"), a.String("token-file"), a.String("worker-id"));
+            a.Finish();
+            if (o.Role is not ("driver" or "worker")) throw new UsageException($"bench collective: --role must be driver or worker, got '{o.Role}'");
+            if (o.Channels.Length is < 1 or > 8 || o.Channels.Any(c => c is < 1 or > 65536))
+                throw new UsageException("bench collective: --channels takes one to eight channel counts in [1, 65536]");
+            if (o.SizesMiB.Any(s => !(s > 0) || s > 1024)) throw new UsageException("bench collective: --sizes-mib takes sizes in (0, 1024] MiB");
+            return o;
+        }
+
+        private static int[] Ints(ArgReader a, string name, string fallback) => [.. Split(a.String(name, fallback)!, name, s => int.Parse(s, CultureInfo.InvariantCulture))];
+
+        private static double[] Doubles(ArgReader a, string name, string fallback) => [.. Split(a.String(name, fallback)!, name, s => double.Parse(s, CultureInfo.InvariantCulture))];
+
+        private static IEnumerable<T> Split<T>(string text, string name, Func<string, T> parse)
+        {
+            try
+            {
+                return [.. text.Split(',', StringSplitOptions.TrimEntries).Select(parse)];
+            }
+            catch (FormatException)
+            {
+                throw new UsageException($"bench collective: --{name} expects a comma-separated list of numbers, got '{text}'");
+            }
+        }
+
+        public IEnumerable<string> WorkerArguments(string coordinator, string tokenFile, int rank) =>
+        [
+            "bench", "collective", "--role", "worker", "--coordinator", coordinator, "--token-file", tokenFile, "--worker-id", $"bench-{rank:D3}",
+            "--workers", Workers.ToString(CultureInfo.InvariantCulture), "--ops", Ops.ToString(CultureInfo.InvariantCulture),
+            "--warmup", Warmup.ToString(CultureInfo.InvariantCulture), "--reps", Reps.ToString(CultureInfo.InvariantCulture),
+            "--sizes-mib", string.Join(',', SizesMiB.Select(s => s.ToString(CultureInfo.InvariantCulture))),
+            .. Out is null ? Array.Empty<string>() : ["--out", Path.GetFullPath(Out)],
+        ];
+    }
+
+    /// <summary>The coordinator here, K worker processes of this same bndist.</summary>
+    private static int RunDriver(Options o, CancellationToken cancellation)
+    {
+        var settings = new CoordinatorSettings
+        {
+            Port = 0,
+            Workers = o.Workers,
+            Training = new TrainingConfig
+            {
+                Model = "mlp:" + string.Join(',', o.Channels.Select(c => c.ToString(CultureInfo.InvariantCulture))),
+                BatchSize = o.Workers, Steps = 1, Evaluate = false,
+            },
+            Token = RunToken.Generate(),
+        }.Validate();
+        string tokenFile = Path.Combine(Path.GetTempPath(), $"bndist-bench-{Environment.ProcessId}.token");
+        RunToken.WriteFile(tokenFile, settings.Token!);
+        var app = CoordinatorServices.Build(settings, l => l.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(c => c.SingleLine = true));
+        var run = app.Services.GetRequiredService<RunCoordinator>();
+        var workers = new List<Process>();
+        try
+        {
+            app.StartAsync(cancellation).GetAwaiter().GetResult();
+            string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            System.Console.Error.WriteLine($"bench collective: {o.Workers} worker processes on {address}; BN statistics of C = " +
+                $"{string.Join(", ", o.Channels)} ({o.Warmup} warm-up + {o.Ops} operations); gradients of {string.Join(", ", o.SizesMiB)} MiB ({o.Reps} each)");
+            for (int rank = 0; rank < o.Workers; rank++)
+            {
+                var info = LaunchCommand.WorkerProcess();
+                foreach (string arg in o.WorkerArguments(address, tokenFile, rank)) info.ArgumentList.Add(arg);
+                workers.Add(Process.Start(info) ?? throw new InvalidOperationException("could not start a worker process"));
+            }
+            var outcome = run.Outcome.WaitAsync(cancellation).GetAwaiter().GetResult();
+            foreach (var w in workers)
+                if (!w.WaitForExit(TimeSpan.FromSeconds(30))) w.Kill(entireProcessTree: true);
+            var failed = workers.Select((w, r) => (w, r)).Where(x => x.w.ExitCode != 0).ToList();
+            if (!outcome.Succeeded || failed.Count > 0)
+            {
+                System.Console.Error.WriteLine($"bench collective: failed: {outcome.Error ?? "a worker exited with an error"}");
+                return 1;
+            }
+            return 0;
+        }
+        finally
+        {
+            foreach (var w in workers)
+                if (!w.HasExited) w.Kill(entireProcessTree: true);
+            app.StopAsync().GetAwaiter().GetResult();
+            File.Delete(tokenFile);
+        }
+    }
+
+    private static int RunWorker(Options o, CancellationToken cancellation)
+    {
+        var settings = new WorkerSettings
+        {
+            Coordinator = o.Coordinator ?? throw new UsageException("bench collective --role worker needs --coordinator"),
+            WorkerId = o.WorkerId ?? $"bench-{Environment.ProcessId}",
+            Device = "cpu", Threads = 1,
+            Token = RunToken.Resolve(o.TokenFile),
+        }.Validate();
+        var train = Dataset.Load(Dataset.DefaultDirectory(), train: true);
+        var test = Dataset.Load(Dataset.DefaultDirectory(), train: false);
+        using var backend = new CpuBackend(1);
+        var connection = ClusterConnection.OpenAsync(settings, train, test, backend, NullLogger.Instance, cancellation).GetAwaiter().GetResult();
+        try
+        {
+            List<string> lines;
+            try
+            {
+                lines = Measure(o, connection, backend);
+            }
+            catch (ClusterException e)
+            {
+                System.Console.Error.WriteLine($"bench collective: rank {connection.Join.Rank}: {e.Message}");
+                return 1;
+            }
+            if (connection.Join.Rank == 0)
+            {
+                foreach (string line in lines) System.Console.WriteLine(line);
+                if (o.Out is not null) File.AppendAllLines(o.Out, lines);
+            }
+            connection.Collective.CompleteAsync().GetAwaiter().GetResult();
+            return 0;
+        }
+        finally
+        {
+            connection.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    private static List<string> Measure(Options o, ClusterConnection connection, CpuBackend backend)
+    {
+        var collective = connection.Collective;
+        int world = connection.Join.WorldSize, rank = connection.Join.Rank;
+        if (!ModelFactory.TryMlpWidths(connection.Config.Model, out int[] channels))
+            throw new InvalidOperationException($"the coordinator runs {connection.Config.Model}, not a benchmark mlp");
+        var lines = new List<string>();
+        collective.BeginStep(0);
+
+        for (int layer = 0; layer < channels.Length; layer++)
+        {
+            int c = channels[layer], n = 2 * c + 1;
+            // A plausible contribution (RunningStatistics' layout): this rank's count, shifted sums, squared sums.
+            var template = new double[n];
+            template[0] = 8;
+            for (int i = 0; i < c; i++)
+            {
+                template[1 + i] = 0.01 * (i % 7 - 3) + rank;
+                template[1 + c + i] = 8 + 0.1 * (i % 5);
+            }
+            var values = new double[n];
+            var latencies = new double[o.Ops];
+            for (int i = 0; i < o.Warmup + o.Ops; i++)
+            {
+                template.CopyTo(values, 0);
+                long t0 = Stopwatch.GetTimestamp();
+                collective.AllReduceSum(values, CollectiveKind.BatchNormStats, layer);
+                double us = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+                if (i >= o.Warmup) latencies[i - o.Warmup] = us;
+            }
+            if (values[0] != 8.0 * world) throw new InvalidOperationException($"the all-reduced count is {values[0]}, not {8 * world}");
+            Array.Sort(latencies);
+            lines.Add(JsonSerializer.Serialize(new
+            {
+                impl = "bndist", kind = "bn-stats", workers = world, channels = c, values = n, ops = o.Ops, warmup = o.Warmup,
+                p50_us = Percentile(latencies, 0.50), p99_us = Percentile(latencies, 0.99), mean_us = latencies.Average(),
+            }));
+        }
+
+        foreach (double mib in o.SizesMiB)
+        {
+            int count = (int)(mib * (1 << 20) / sizeof(float));
+            var grad = backend.Allocate(count);
+            backend.Fill(grad, 1f);
+            var parameters = new[] { new Parameter("bench", backend.Allocate(count), grad) };
+            var times = new double[o.Reps];
+            for (int i = 0; i < 2 + o.Reps; i++)
+            {
+                backend.Fill(grad, 1f);
+                long t0 = Stopwatch.GetTimestamp();
+                collective.SumGradients(parameters);
+                if (i >= 2) times[i - 2] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            }
+            var check = new float[count];
+            backend.Download(grad, check);
+            if (check.Any(v => v != world)) throw new InvalidOperationException($"the all-reduced gradient is not {world} everywhere");
+            Array.Sort(times);
+            double median = times[o.Reps / 2], bytes = count * (double)sizeof(float), algbw = bytes / median / 1e9;
+            lines.Add(JsonSerializer.Serialize(new
+            {
+                impl = "bndist", kind = "gradients", workers = world, mib, bytes = (long)bytes, reps = o.Reps, median_ms = median * 1e3,
+                algbw_gbs = algbw, busbw_gbs = algbw * 2 * (world - 1) / world,
+            }));
+        }
+
+        // The run's one step: its commit ends the run.
+        var metrics = new double[3];
+        collective.AllReduceSum(metrics, CollectiveKind.Metrics, -1);
+        return lines;
+    }
+
+    private static double Percentile(double[] sorted, double q) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+}
