@@ -40,6 +40,13 @@ public sealed record LocalClusterOptions
     public Func<TrainingConfig, IBackend, ICollective, Network>? ModelBuilder { get; init; }
 
     public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>
+    /// Ranks the test joins itself (a client of its own, e.g. to send what a broken worker
+    /// would): the world is the in-process workers plus these, and <see cref="LocalCluster.StartAsync"/>
+    /// returns without waiting for the world to be complete.
+    /// </summary>
+    public int ExternalWorkers { get; init; }
 }
 
 /// <summary>What every process of a finished run ended with.</summary>
@@ -73,6 +80,9 @@ public sealed class LocalCluster : IAsyncDisposable
     /// <summary>The coordinator's run: its running statistics, checkpoints, progress events.</summary>
     public RunCoordinator Run { get; }
 
+    /// <summary>The run token every call must carry.</summary>
+    public string Token => Run.Settings.Token!;
+
     /// <summary>
     /// Starts the coordinator and <paramref name="workers"/> workers and returns once all have
     /// joined (rank assignment done, training under way).
@@ -84,7 +94,7 @@ public sealed class LocalCluster : IAsyncDisposable
         var settings = new CoordinatorSettings
         {
             Port = 0,
-            Workers = workers,
+            Workers = workers + options.ExternalWorkers,
             Training = config,
             Token = options.Token ?? Protos.RunToken.Generate(),
             OperationTimeoutSeconds = options.OperationTimeout.TotalSeconds,
@@ -116,6 +126,7 @@ public sealed class LocalCluster : IAsyncDisposable
             var runner = new WorkerRunner(ws, logs.CreateLogger($"worker-{rank}")) { ModelBuilder = options.ModelBuilder };
             cluster._workers.Add(Task.Run(() => runner.RunAsync(cluster._stop.Token)));
         }
+        if (options.ExternalWorkers > 0) return cluster;
         var first = await Task.WhenAny(joined.Task, cluster.Run.Outcome, Task.WhenAll(cluster._workers));
         if (first != joined.Task && !joined.Task.IsCompleted)
         {

@@ -1,0 +1,101 @@
+using BnDist.Core.Data;
+using BnDist.Core.Training;
+using BnDist.Protos;
+using BnDist.Protos.V1;
+using BnDist.Testing;
+using BnDist.Worker;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace BnDist.Integration.Tests;
+
+/// <summary>
+/// A live client that joins as rank 1 and sends what no correct worker sends, over real gRPC:
+/// the run ends everywhere within the deadline, and every process is told which rank sent what.
+/// </summary>
+public sealed class MalformedMessageTests
+{
+    public static TheoryData<string> Malformations => ["no header", "negative length", "fewer values than its header", "another run id",
+        "an unknown kind", "float64 values for gradients", "a chunk that is not whole floats", "an empty message", "a hello for another rank"];
+
+    [Theory]
+    [MemberData(nameof(Malformations))]
+    public async Task A_malformed_message_from_a_live_client_ends_the_run_on_every_process_naming_the_rank(string malformation)
+    {
+        var config = new TrainingConfig { Model = "mlp-paper", BatchSize = 8, Steps = 3, Evaluate = false };
+        var started = DateTime.UtcNow;
+        await using var cluster = await LocalCluster.StartAsync(config, 1,
+            new LocalClusterOptions { ExternalWorkers = 1, OperationTimeout = TimeSpan.FromSeconds(10) });
+
+        using var channel = GrpcChannel.ForAddress(cluster.Address);
+        var client = new Cluster.ClusterClient(channel);
+        var headers = new Metadata { { RunToken.Header, RunToken.Scheme + cluster.Token } };
+        var train = Dataset.Load(Dataset.DefaultDirectory(), train: true);
+        var test = Dataset.Load(Dataset.DefaultDirectory(), train: false);
+        var join = await client.JoinAsync(new JoinRequest
+        {
+            WorkerId = "worker-999", // ordinal order after the harness's worker-000: rank 1
+            Device = "test client",
+            ProtocolVersion = WireLimits.ProtocolVersion,
+            Dataset = new DatasetFingerprint { TrainCount = train.Count, TestCount = test.Count, TrainLabelsHash = ClusterConnection.LabelsHash(train) },
+        }, headers);
+        Assert.Equal(1, join.Rank);
+
+        using var call = client.Collective(headers);
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new StreamHello { RunId = join.RunId, Rank = malformation == "a hello for another rank" ? 7 : 1 } });
+        var header = new Protos.V1.OperationHeader
+        {
+            RunId = join.RunId, Step = 0, Sequence = 0, Kind = OperationKind.BatchNormStats, Layer = 0, Length = 2 * 100 + 1,
+        };
+        WorkerMessage? bad = malformation switch
+        {
+            "no header" => new WorkerMessage { Contribution = new Contribution() },
+            "negative length" => Contribution(Edit(header, h => h.Length = -3), 0),
+            "fewer values than its header" => Contribution(header, 5),
+            "another run id" => Contribution(Edit(header, h => h.RunId = "not-this-run"), 201),
+            "an unknown kind" => Contribution(Edit(header, h => h.Kind = (OperationKind)99), 201),
+            "float64 values for gradients" => Contribution(Edit(header, h => (h.Kind, h.Layer) = (OperationKind.Gradients, -1)), 201),
+            "a chunk that is not whole floats" => new WorkerMessage
+            {
+                Contribution = new Contribution { Header = Edit(header, h => (h.Kind, h.Layer, h.Length) = (OperationKind.Gradients, -1, 4)), Floats = ByteString.CopyFrom(1, 2, 3) },
+            },
+            "an empty message" => new WorkerMessage(),
+            _ => null,
+        };
+        if (bad is not null) await call.RequestStream.WriteAsync(bad);
+
+        var outcome = await cluster.Run.Outcome.WaitAsync(TimeSpan.FromSeconds(20));
+        var errors = await cluster.WorkerErrorsAsync(TimeSpan.FromSeconds(20));
+        Assert.False(outcome.Succeeded);
+        // A message on rank 1's stream is blamed on rank 1 at once; a hello claiming another
+        // rank is refused, so rank 1 never contributes and the deadline names it as missing.
+        const string Rank1 = @"\brank(\(s\))? 1\b";
+        Assert.Matches(Rank1, outcome.Error!);
+        if (bad is not null)
+        {
+            // Refused on arrival, not merely timed out.
+            Assert.DoesNotContain("did not contribute", outcome.Error);
+            Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(8), $"a malformed message took {DateTime.UtcNow - started} to end the run");
+        }
+        // The honest worker (rank 0) ends with the coordinator's reason, not a hang or a bare disconnect.
+        var survivor = Assert.IsType<ClusterException>(errors[0]);
+        Assert.Matches(Rank1, survivor.Message);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(20), $"took {DateTime.UtcNow - started}");
+        Assert.Equal(0, cluster.Run.CommittedSteps);
+    }
+
+    private static Protos.V1.OperationHeader Edit(Protos.V1.OperationHeader header, Action<Protos.V1.OperationHeader> edit)
+    {
+        var copy = header.Clone();
+        edit(copy);
+        return copy;
+    }
+
+    private static WorkerMessage Contribution(Protos.V1.OperationHeader header, int values)
+    {
+        var c = new Contribution { Header = header };
+        for (int i = 0; i < values; i++) c.Values.Add(i);
+        return new WorkerMessage { Contribution = c };
+    }
+}
