@@ -12,7 +12,7 @@ BNDIST := src/Cli/bin/$(CONFIG)/net10.0/bndist
 WORKERS ?= 2
 RUN_ARGS ?= --model convnet --epochs 4 --batch-size 128 --lr 0.05 --lr-schedule cosine --momentum 0.9 --weight-decay 5e-4
 
-.PHONY: all build run test bench bench-kernels bench-step bench-accuracy clean
+.PHONY: all build run test bench bench-kernels bench-step bench-collectives bench-accuracy clean
 
 all: build
 
@@ -25,13 +25,16 @@ run: build
 test:
 	dotnet test BnDist.sln -c $(CONFIG) --logger "console;verbosity=normal"
 
-bench: bench-kernels bench-step
+bench: bench-kernels bench-step bench-collectives
 
 bench-kernels:
 	dotnet run -c Release --project bench/Kernels
 
 bench-step: build
 	bash bench/step.sh
+
+bench-collectives: build
+	bash bench/collectives.sh
 
 bench-accuracy: build
 	bash bench/accuracy.sh

@@ -38,5 +38,13 @@ internal static class ClusterProgress
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  rank {r,-14} {t[r, 0] * 1e3,9:F2} {t[r, 1] * 1e3,19:F2} {t[r, 2] * 1e3,19:F2} {t[r, 3] * 1e3,21:F2}"));
         System.Console.WriteLine("  (BN and gradient exchange include the wait; the last column is the part of them spent waiting)");
+        var shares = Enumerable.Range(0, t.GetLength(0)).Select(r =>
+        {
+            double total = t[r, 0] + t[r, 1] + t[r, 2];
+            return total > 0 ? (t[r, 1] + t[r, 2]) / total : 0;
+        }).ToList();
+        if (shares.Count > 0)
+            System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"communication share of a step: {string.Join(", ", shares.Select((s, r) => $"rank {r} {100 * s:F1}%"))} (mean {100 * shares.Average():F1}%)"));
     }
 }
