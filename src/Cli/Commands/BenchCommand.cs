@@ -45,12 +45,16 @@ public static class BenchCommand
         int[] indices = [.. Enumerable.Range(0, batch)];
 
         var times = new double[iterations];
+        long allocatedBefore = 0;
         for (int i = 0; i < warmup + iterations; i++)
         {
+            if (i == warmup) allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
             long t0 = Stopwatch.GetTimestamp();
             step.Run(data, indices, batch, 0.01f);
             if (i >= warmup) times[i - warmup] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
+        // Managed bytes allocated per step by every thread (the hot path should allocate ~nothing).
+        double allocatedPerStep = (GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / (double)iterations;
         Array.Sort(times);
         double median = times[iterations / 2];
         double gflop = StepFlops(network, batch) / 1e9;
@@ -61,13 +65,15 @@ public static class BenchCommand
             {
                 model, norm, batch_size = batch, threads = usedThreads, device = backend.Name, median_ms = median,
                 min_ms = times[0], max_ms = times[^1], gflop_per_step = gflop, gflops = gflop / (median / 1000), iterations, warmup,
+                allocated_bytes_per_step = allocatedPerStep,
             }));
         }
         else
         {
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{model}/{norm} batch {batch} on {backend.Name} ({usedThreads} threads): median {median:F2} ms/step " +
-                $"(min {times[0]:F2}, max {times[^1]:F2}) over {iterations} steps; {gflop:F2} GFLOP/step = {gflop / (median / 1000):F1} GFLOP/s"));
+                $"(min {times[0]:F2}, max {times[^1]:F2}) over {iterations} steps; {gflop:F2} GFLOP/step = {gflop / (median / 1000):F1} GFLOP/s; " +
+                $"{allocatedPerStep / 1024:F1} KiB allocated per step"));
         }
         return 0;
     }
