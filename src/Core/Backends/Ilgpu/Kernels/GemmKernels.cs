@@ -1,0 +1,135 @@
+using ILGPU;
+
+namespace BnDist.Core.Backends.Ilgpu.Kernels;
+
+/// <summary>
+/// Where the operands of one (batched) matrix product live: element strides, so that
+/// transposes, the samples of a batch and per-sample blocks are all just addressing.
+/// C(i, j) = Σ_k A(i, k)·B(k, j) for a batch of products, with
+/// A(i, k) = a[b·ABatch + ko·AOuter + i·ARow + k·ACol] and likewise B, C, where the reduction
+/// index runs over KOuter blocks of K (ko) — the samples, when a weight gradient sums
+/// dy[n]·col[n]ᵀ over the batch inside one product.
+/// </summary>
+internal struct GemmShape
+{
+    public int M, N, K, KOuter;
+
+    /// <summary>Reduction blocks in all: product b runs ko over [0, min(KOuter, KOuterTotal − b·KOuter)),
+    /// which lets a split-K launch give its last product fewer samples.</summary>
+    public int KOuterTotal;
+    public int ARow, ACol, AOuter, ABatch;
+    public int BRow, BCol, BOuter, BBatch;
+    public int CRow, CCol, CBatch;
+
+    /// <summary>0: none; 1: C(i, j) += bias[i] (conv, per output channel); 2: += bias[j] (linear).</summary>
+    public int BiasMode;
+
+    /// <summary>1: C = A·B + C (accumulate into the previous contents); 0: overwrite.</summary>
+    public int Accumulate;
+}
+
+/// <summary>
+/// Tiled SGEMM: each group of 256 threads computes a 64×64 tile of C, stepping through K in
+/// slices of 16 staged in shared memory (As[16][64], Bs[16][64]); each thread keeps a 4×4
+/// register block at rows ty + 16·r and columns tx + 16·s, so neighbouring threads read
+/// neighbouring shared-memory words and write neighbouring columns of C. Loads and stores
+/// are guarded, so any M, N, K works (tiles past the edge read zeros). Every C(i, j) is one
+/// thread's float32 sum over k in increasing order (ko outer): deterministic, no atomics.
+/// Epilogue: acc (+ bias) (+ previous C), the CPU's order.
+/// </summary>
+internal static class GemmKernels
+{
+    public const int Tile = 64, TileK = 16, Threads = 256, Side = 16;
+
+    /// <summary>Grid: (⌈N/64⌉, ⌈M/64⌉, batch) groups of (256, 1, 1).</summary>
+    public static void Gemm(GemmShape s, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
+    {
+        var As = SharedMemory.Allocate<float>(TileK * Tile);
+        var Bs = SharedMemory.Allocate<float>(TileK * Tile);
+        int t = Group.IdxX, tx = t % Side, ty = t / Side;
+        int row0 = Grid.IdxY * Tile, col0 = Grid.IdxX * Tile, batch = Grid.IdxZ;
+        int aBase = batch * s.ABatch, bBase = batch * s.BBatch;
+        bool aAlongK = s.ACol == 1;   // A contiguous along k: threads walk k first (coalesced)
+        bool bAlongJ = s.BCol == 1;   // B contiguous along j: threads walk j first
+
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+
+        int kOuter = IntrinsicMath.Min(s.KOuter, s.KOuterTotal - batch * s.KOuter);
+        for (int ko = 0; ko < kOuter; ko++)
+        {
+            int aOuter = aBase + ko * s.AOuter, bOuter = bBase + ko * s.BOuter;
+            for (int k0 = 0; k0 < s.K; k0 += TileK)
+            {
+                // Stage A[row0.., k0..] and B[k0.., col0..]: 1024 values each, 4 per thread.
+                for (int q = 0; q < TileK * Tile / Threads; q++)
+                {
+                    int e = t + q * Threads;
+                    int ii, kk;
+                    if (aAlongK) { kk = e % TileK; ii = e / TileK; }
+                    else { ii = e % Tile; kk = e / Tile; }
+                    int gi = row0 + ii, gk = k0 + kk;
+                    As[kk * Tile + ii] = gi < s.M && gk < s.K ? a[aOuter + gi * s.ARow + gk * s.ACol] : 0f;
+
+                    int jj;
+                    if (bAlongJ) { jj = e % Tile; kk = e / Tile; }
+                    else { kk = e % TileK; jj = e / TileK; }
+                    int gj = col0 + jj;
+                    gk = k0 + kk;
+                    Bs[kk * Tile + jj] = gj < s.N && gk < s.K ? b[bOuter + gk * s.BRow + gj * s.BCol] : 0f;
+                }
+                Group.Barrier();
+
+                for (int kk = 0; kk < TileK; kk++)
+                {
+                    int ar = kk * Tile + ty, br = kk * Tile + tx;
+                    float a0 = As[ar], a1 = As[ar + Side], a2 = As[ar + 2 * Side], a3 = As[ar + 3 * Side];
+                    float b0 = Bs[br], b1 = Bs[br + Side], b2 = Bs[br + 2 * Side], b3 = Bs[br + 3 * Side];
+                    c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                    c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                    c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                    c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+                }
+                Group.Barrier();
+            }
+        }
+
+        int cBase = batch * s.CBatch, i0 = row0 + ty, j0 = col0 + tx;
+        Store(s, c, bias, cBase, i0, j0, c00, c01, c02, c03);
+        Store(s, c, bias, cBase, i0 + Side, j0, c10, c11, c12, c13);
+        Store(s, c, bias, cBase, i0 + 2 * Side, j0, c20, c21, c22, c23);
+        Store(s, c, bias, cBase, i0 + 3 * Side, j0, c30, c31, c32, c33);
+    }
+
+    /// <summary>
+    /// One thread per element of a [partitions, length] block of split-K partial products:
+    /// sum = p₀ + p₁ + … in partition order, then c = sum (or c + sum when accumulating).
+    /// </summary>
+    public static void SumPartials(Index1D i, int length, int partitions, int accumulate, ArrayView<float> partials, ArrayView<float> c)
+    {
+        float sum = partials[i];
+        for (int p = 1; p < partitions; p++) sum += partials[p * length + i];
+        c[i] = accumulate != 0 ? c[i] + sum : sum;
+    }
+
+    /// <summary>One register row: C(i, j0 + 16·s) for s = 0..3, guarded.</summary>
+    private static void Store(GemmShape s, ArrayView<float> c, ArrayView<float> bias, int cBase, int i, int j0,
+        float v0, float v1, float v2, float v3)
+    {
+        if (i >= s.M) return;
+        Store(s, c, bias, cBase, i, j0, v0);
+        Store(s, c, bias, cBase, i, j0 + Side, v1);
+        Store(s, c, bias, cBase, i, j0 + 2 * Side, v2);
+        Store(s, c, bias, cBase, i, j0 + 3 * Side, v3);
+    }
+
+    private static void Store(GemmShape s, ArrayView<float> c, ArrayView<float> bias, int cBase, int i, int j, float v)
+    {
+        if (j >= s.N) return;
+        if (s.BiasMode == 1) v += bias[i];
+        else if (s.BiasMode == 2) v += bias[j];
+        int at = cBase + i * s.CRow + j * s.CCol;
+        if (s.Accumulate != 0) v += c[at];
+        c[at] = v;
+    }
+}
