@@ -155,12 +155,14 @@ public sealed partial class IlgpuBackend
     private static GemmShape Shape(int m, int n, int k, int batches) =>
         new() { M = m, N = n, K = k, KOuter = 1, KOuterTotal = batches };
 
-    /// <summary>Launches <paramref name="batches"/> products of shape <paramref name="s"/>: one group per 64×64 tile.</summary>
+    /// <summary>Launches <paramref name="batches"/> products of shape <paramref name="s"/>: one group per tile of C.</summary>
     private void Gemm(GemmShape s, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, int batches)
     {
         if (s.M == 0 || s.N == 0 || batches == 0) return;
-        var grid = new Index3D((s.N + GemmKernels.Tile - 1) / GemmKernels.Tile, (s.M + GemmKernels.Tile - 1) / GemmKernels.Tile, batches);
-        _gemm(new KernelConfig(grid, new Index3D(GemmKernels.Threads, 1, 1)), s, a, b, c, bias);
+        s.Side = _gemmSide;
+        int tile = 4 * _gemmSide;
+        var grid = new Index3D((s.N + tile - 1) / tile, (s.M + tile - 1) / tile, batches);
+        _gemm(new KernelConfig(grid, new Index3D(_gemmSide * _gemmSide, 1, 1)), s, a, b, c, bias);
     }
 
     /// <summary>sum[c] = Σ over n, s of g[n, c, s], float64 accumulation (bias gradients).</summary>

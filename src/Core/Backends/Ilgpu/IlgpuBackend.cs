@@ -28,7 +28,7 @@ namespace BnDist.Core.Backends.Ilgpu;
 public sealed partial class IlgpuBackend : IBackend
 {
     private readonly Context _context;
-    private readonly int _reduceGroup;
+    private readonly int _reduceGroup, _gemmSide;
 
     // ---- kernels, loaded once ----------------------------------------------------------------
     private readonly Action<Index1D, ArrayView<float>, float> _fill;
@@ -64,11 +64,12 @@ public sealed partial class IlgpuBackend : IBackend
         Accelerator = device.CreateAccelerator(context);
         try
         {
-            // The reduction group: the largest power of two ≤ min(256, the accelerator's limit).
+            // Group sizes: reductions take the largest power of two ≤ min(256, the accelerator's
+            // limit); the GEMM the largest square of a power of two (16² on GPUs, 4² on the simulator).
             int limit = Math.Min(NormKernels.MaxGroup, Accelerator.MaxNumThreadsPerGroup);
-            if (limit < GemmKernels.Threads)
-                throw new NotSupportedException($"{name}: groups of {Accelerator.MaxNumThreadsPerGroup} threads; the GEMM needs {GemmKernels.Threads}");
             _reduceGroup = 1 << (31 - System.Numerics.BitOperations.LeadingZeroCount((uint)limit));
+            _gemmSide = 1;
+            while (_gemmSide * 2 * _gemmSide * 2 <= limit && _gemmSide * 2 * 4 <= GemmKernels.MaxTile) _gemmSide *= 2;
 
             var a = Accelerator;
             _fill = a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float>(ElementwiseKernels.Fill);

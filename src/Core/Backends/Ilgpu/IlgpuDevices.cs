@@ -16,16 +16,17 @@ namespace BnDist.Core.Backends.Ilgpu;
 public static class IlgpuDevices
 {
     /// <summary>
-    /// The simulated CPU device: one multiprocessor of 256 threads (8 warps of 32), the
-    /// group size the GEMM and reduction kernels use. Each simulated thread is an OS thread,
-    /// so more multiprocessors would only add contention on a small machine.
+    /// A backend on ILGPU's CPU accelerator: a simulator for testing the kernels, far slower than
+    /// "cpu". It runs every thread of a group as an OS thread meeting the others at barriers, which
+    /// costs far more than the arithmetic; so its groups are small: <paramref name="groupSize"/>
+    /// threads (16 by default: 4×4 GEMM groups, 16-thread reductions; 256 gives the GPU's
+    /// 16×16 GEMM groups), on <paramref name="multiprocessors"/> simulated multiprocessors.
     /// </summary>
-    private static CPUDevice SimulatorDevice() => new(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1);
-
-    /// <summary>A backend on ILGPU's CPU accelerator (a simulator: for testing the kernels, far slower than "cpu").</summary>
-    public static IlgpuBackend OpenCpuSimulator()
+    public static IlgpuBackend OpenCpuSimulator(int groupSize = 16, int multiprocessors = 1)
     {
-        var context = Context.Create(b => b.CPU(SimulatorDevice()).Optimize(OptimizationLevel.O1));
+        if (groupSize < 4 || groupSize % 4 != 0) throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, "a multiple of 4");
+        var device = new CPUDevice(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: groupSize / 4, numMultiprocessors: multiprocessors);
+        var context = Context.Create(b => b.CPU(device).Optimize(OptimizationLevel.O1));
         return Open(context, context.GetCPUDevice(0), "ilgpu-cpu");
     }
 

@@ -440,8 +440,8 @@ public abstract class BackendOpsTests(BackendFixture fixture)
 
 /// <summary>The ops on ILGPU's CPU simulator.</summary>
 [Collection(IlgpuCollection.Name)]
-public sealed class IlgpuCpuOpsTests(IlgpuCpuFixture fixture) : BackendOpsTests(fixture), IClassFixture<IlgpuCpuFixture>;
+public sealed class IlgpuCpuOpsTests(IlgpuCpuFixture fixture) : BackendOpsTests(fixture);
 
 /// <summary>The same ops on the first CUDA device; skipped without one.</summary>
 [Collection(IlgpuCollection.Name)]
-public sealed class IlgpuCudaOpsTests(IlgpuCudaFixture fixture) : BackendOpsTests(fixture), IClassFixture<IlgpuCudaFixture>;
+public sealed class IlgpuCudaOpsTests(IlgpuCudaFixture fixture) : BackendOpsTests(fixture);

@@ -38,17 +38,18 @@ public abstract class BackendFixture : IDisposable
 }
 
 /// <summary>ILGPU's CPU simulator: always present, so these tests run in CI.</summary>
-public sealed class IlgpuCpuFixture() : BackendFixture(IlgpuDevices.OpenCpuSimulator);
+public sealed class IlgpuCpuFixture() : BackendFixture(() => IlgpuDevices.OpenCpuSimulator());
 
 /// <summary>The first CUDA device, when there is one.</summary>
 public sealed class IlgpuCudaFixture() : BackendFixture(() => IlgpuDevices.OpenCuda(0, "cuda:0"));
 
 /// <summary>
-/// The ILGPU tests share one collection: the simulator runs every group as 256 OS threads,
-/// and two such classes at once on a small machine only slow each other down.
+/// The ILGPU tests share one collection and its backends (compiled once): the simulator runs
+/// every group as 256 OS threads, and two such classes at once on a small machine only slow
+/// each other down.
 /// </summary>
 [CollectionDefinition(Name)]
-public sealed class IlgpuCollection
+public sealed class IlgpuCollection : ICollectionFixture<IlgpuCpuFixture>, ICollectionFixture<IlgpuCudaFixture>
 {
     public const string Name = "ILGPU";
 }

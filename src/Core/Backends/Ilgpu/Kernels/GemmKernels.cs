@@ -21,6 +21,9 @@ internal struct GemmShape
     public int BRow, BCol, BOuter, BBatch;
     public int CRow, CCol, CBatch;
 
+    /// <summary>Threads per tile side (16 on a GPU, 4 on the CPU simulator); the tile is 4·Side square.</summary>
+    public int Side;
+
     /// <summary>0: none; 1: C(i, j) += bias[i] (conv, per output channel); 2: += bias[j] (linear).</summary>
     public int BiasMode;
 
@@ -29,25 +32,29 @@ internal struct GemmShape
 }
 
 /// <summary>
-/// Tiled SGEMM: each group of 256 threads computes a 64×64 tile of C, stepping through K in
-/// slices of 16 staged in shared memory (As[16][64], Bs[16][64]); each thread keeps a 4×4
-/// register block at rows ty + 16·r and columns tx + 16·s, so neighbouring threads read
-/// neighbouring shared-memory words and write neighbouring columns of C. Loads and stores
-/// are guarded, so any M, N, K works (tiles past the edge read zeros). Every C(i, j) is one
-/// thread's float32 sum over k in increasing order (ko outer): deterministic, no atomics.
-/// Epilogue: acc (+ bias) (+ previous C), the CPU's order.
+/// Tiled SGEMM: a group of side² threads computes a (4·side)×(4·side) tile of C, stepping
+/// through K in slices of 16 staged in shared memory (As[16][tile], Bs[16][tile]); each thread
+/// keeps a 4×4 register block at rows ty + side·r and columns tx + side·s, so neighbouring
+/// threads read neighbouring shared-memory words and write neighbouring columns of C. On a GPU
+/// side = 16: 256 threads, 64×64 tiles. ILGPU's CPU simulator runs every thread of a group as
+/// an OS thread meeting at barriers, so it runs the same code with side = 4 (16 threads, 16×16
+/// tiles). Loads and stores are guarded, so any M, N, K works (past the edges the tiles hold
+/// zeros). Every C(i, j) is one thread's float32 sum over k in increasing order (ko outer):
+/// deterministic, no atomics. Epilogue: acc (+ bias) (+ previous C), the CPU's order.
 /// </summary>
 internal static class GemmKernels
 {
-    public const int Tile = 64, TileK = 16, Threads = 256, Side = 16;
+    /// <summary>The largest tile side (side = 16) and the K slice; shared arrays are sized for them.</summary>
+    public const int MaxTile = 64, TileK = 16;
 
-    /// <summary>Grid: (⌈N/64⌉, ⌈M/64⌉, batch) groups of (256, 1, 1).</summary>
+    /// <summary>Grid: (⌈N/tile⌉, ⌈M/tile⌉, batch) groups of (side², 1, 1), tile = 4·side, side = s.Side.</summary>
     public static void Gemm(GemmShape s, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
     {
-        var As = SharedMemory.Allocate<float>(TileK * Tile);
-        var Bs = SharedMemory.Allocate<float>(TileK * Tile);
-        int t = Group.IdxX, tx = t % Side, ty = t / Side;
-        int row0 = Grid.IdxY * Tile, col0 = Grid.IdxX * Tile, batch = Grid.IdxZ;
+        var As = SharedMemory.Allocate<float>(TileK * MaxTile);
+        var Bs = SharedMemory.Allocate<float>(TileK * MaxTile);
+        int side = s.Side, tile = 4 * side, threads = side * side;
+        int t = Group.IdxX, tx = t % side, ty = t / side;
+        int row0 = Grid.IdxY * tile, col0 = Grid.IdxX * tile, batch = Grid.IdxZ;
         int aBase = batch * s.ABatch, bBase = batch * s.BBatch;
         bool aAlongK = s.ACol == 1;   // A contiguous along k: threads walk k first (coalesced)
         bool bAlongJ = s.BCol == 1;   // B contiguous along j: threads walk j first
@@ -61,30 +68,29 @@ internal static class GemmKernels
             int aOuter = aBase + ko * s.AOuter, bOuter = bBase + ko * s.BOuter;
             for (int k0 = 0; k0 < s.K; k0 += TileK)
             {
-                // Stage A[row0.., k0..] and B[k0.., col0..]: 1024 values each, 4 per thread.
-                for (int q = 0; q < TileK * Tile / Threads; q++)
+                // Stage A[row0.., k0..] and B[k0.., col0..]: 16·tile values each, 16·tile/threads per thread.
+                for (int e = t; e < TileK * tile; e += threads)
                 {
-                    int e = t + q * Threads;
                     int ii, kk;
                     if (aAlongK) { kk = e % TileK; ii = e / TileK; }
-                    else { ii = e % Tile; kk = e / Tile; }
+                    else { ii = e % tile; kk = e / tile; }
                     int gi = row0 + ii, gk = k0 + kk;
-                    As[kk * Tile + ii] = gi < s.M && gk < s.K ? a[aOuter + gi * s.ARow + gk * s.ACol] : 0f;
+                    As[kk * tile + ii] = gi < s.M && gk < s.K ? a[aOuter + gi * s.ARow + gk * s.ACol] : 0f;
 
                     int jj;
-                    if (bAlongJ) { jj = e % Tile; kk = e / Tile; }
+                    if (bAlongJ) { jj = e % tile; kk = e / tile; }
                     else { kk = e % TileK; jj = e / TileK; }
                     int gj = col0 + jj;
                     gk = k0 + kk;
-                    Bs[kk * Tile + jj] = gj < s.N && gk < s.K ? b[bOuter + gk * s.BRow + gj * s.BCol] : 0f;
+                    Bs[kk * tile + jj] = gj < s.N && gk < s.K ? b[bOuter + gk * s.BRow + gj * s.BCol] : 0f;
                 }
                 Group.Barrier();
 
                 for (int kk = 0; kk < TileK; kk++)
                 {
-                    int ar = kk * Tile + ty, br = kk * Tile + tx;
-                    float a0 = As[ar], a1 = As[ar + Side], a2 = As[ar + 2 * Side], a3 = As[ar + 3 * Side];
-                    float b0 = Bs[br], b1 = Bs[br + Side], b2 = Bs[br + 2 * Side], b3 = Bs[br + 3 * Side];
+                    int ar = kk * tile + ty, br = kk * tile + tx;
+                    float a0 = As[ar], a1 = As[ar + side], a2 = As[ar + 2 * side], a3 = As[ar + 3 * side];
+                    float b0 = Bs[br], b1 = Bs[br + side], b2 = Bs[br + 2 * side], b3 = Bs[br + 3 * side];
                     c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
                     c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
                     c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
@@ -96,9 +102,9 @@ internal static class GemmKernels
 
         int cBase = batch * s.CBatch, i0 = row0 + ty, j0 = col0 + tx;
         Store(s, c, bias, cBase, i0, j0, c00, c01, c02, c03);
-        Store(s, c, bias, cBase, i0 + Side, j0, c10, c11, c12, c13);
-        Store(s, c, bias, cBase, i0 + 2 * Side, j0, c20, c21, c22, c23);
-        Store(s, c, bias, cBase, i0 + 3 * Side, j0, c30, c31, c32, c33);
+        Store(s, c, bias, cBase, i0 + side, j0, c10, c11, c12, c13);
+        Store(s, c, bias, cBase, i0 + 2 * side, j0, c20, c21, c22, c23);
+        Store(s, c, bias, cBase, i0 + 3 * side, j0, c30, c31, c32, c33);
     }
 
     /// <summary>
@@ -112,15 +118,15 @@ internal static class GemmKernels
         c[i] = accumulate != 0 ? c[i] + sum : sum;
     }
 
-    /// <summary>One register row: C(i, j0 + 16·s) for s = 0..3, guarded.</summary>
+    /// <summary>One register row: C(i, j0 + Side·s) for s = 0..3, guarded.</summary>
     private static void Store(GemmShape s, ArrayView<float> c, ArrayView<float> bias, int cBase, int i, int j0,
         float v0, float v1, float v2, float v3)
     {
         if (i >= s.M) return;
         Store(s, c, bias, cBase, i, j0, v0);
-        Store(s, c, bias, cBase, i, j0 + Side, v1);
-        Store(s, c, bias, cBase, i, j0 + 2 * Side, v2);
-        Store(s, c, bias, cBase, i, j0 + 3 * Side, v3);
+        Store(s, c, bias, cBase, i, j0 + s.Side, v1);
+        Store(s, c, bias, cBase, i, j0 + 2 * s.Side, v2);
+        Store(s, c, bias, cBase, i, j0 + 3 * s.Side, v3);
     }
 
     private static void Store(GemmShape s, ArrayView<float> c, ArrayView<float> bias, int cBase, int i, int j, float v)
