@@ -47,7 +47,7 @@ public sealed partial class IlgpuBackend
             else
             {
                 col = Grow(ref _columns, (long)count * patch * hw);
-                _im2col((int)col.Length, g, first, vx, col);
+                _im2col(Strided((int)col.Length), (int)col.Length, g, first, vx, col);
             }
             // y[n] (Cout × hw) = W (Cout × patch) · col[n] (patch × hw) + b
             var s = Shape(g.OutChannels, hw, patch, batches: count);
@@ -80,7 +80,7 @@ public sealed partial class IlgpuBackend
             ArrayView<float> col = pointwise
                 ? vx.SubView((long)first * image, (long)count * image)
                 : Grow(ref _columns, (long)count * patch * hw);
-            if (!pointwise) _im2col((int)col.Length, g, first, vx, col);
+            if (!pointwise) _im2col(Strided((int)col.Length), (int)col.Length, g, first, vx, col);
 
             // dW (Cout × patch) += Σ_n dy[n] (Cout × hw) · col[n]ᵀ (hw × patch), split over samples.
             int partitions = Math.Min(count, MaxPartitions), per = (count + partitions - 1) / partitions;
@@ -100,7 +100,7 @@ public sealed partial class IlgpuBackend
             {
                 var partials = Grow(ref _partials, (long)partitions * dwLength);
                 Gemm(s, dyChunk, col, partials, ArrayView<float>.Empty, partitions);
-                _sumPartials(dwLength, dwLength, partitions, first == 0 ? 0 : 1, partials, vdw);
+                _sumPartials(Strided(dwLength), dwLength, dwLength, partitions, first == 0 ? 0 : 1, partials, vdw);
             }
 
             if (dx is null) continue;
@@ -116,7 +116,7 @@ public sealed partial class IlgpuBackend
                 continue;
             }
             Gemm(d, vw, dyChunk, col, ArrayView<float>.Empty, count); // col has been used: reuse it
-            _col2im(count * image, g, first, col, vdx);
+            _col2im(Strided(count * image), count * image, g, first, col, vdx);
         }
     }
 
@@ -160,6 +160,7 @@ public sealed partial class IlgpuBackend
     {
         if (s.M == 0 || s.N == 0 || batches == 0) return;
         s.Side = _gemmSide;
+        s.SliceK = GemmKernels.SharedFloats / (4 * _gemmSide);
         int tile = 4 * _gemmSide;
         var grid = new Index3D((s.N + tile - 1) / tile, (s.M + tile - 1) / tile, batches);
         _gemm(new KernelConfig(grid, new Index3D(_gemmSide * _gemmSide, 1, 1)), s, a, b, c, bias);

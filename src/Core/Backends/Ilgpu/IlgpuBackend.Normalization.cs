@@ -29,7 +29,7 @@ public sealed partial class IlgpuBackend
         CheckLayout(layout, x);
         if (layout.Length == 0) return;
         var coeffs = UploadCoefficients(shift, meanMinusShift, invStd);
-        _normalize((int)layout.Length, layout, V(x), coeffs, V(gamma), V(beta), V(xhat), V(y));
+        _normalize(Strided((int)layout.Length), (int)layout.Length, layout, V(x), coeffs, V(gamma), V(beta), V(xhat), V(y));
     }
 
     public void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums)
@@ -48,7 +48,7 @@ public sealed partial class IlgpuBackend
         CheckLayout(layout, dy);
         if (layout.Length == 0) return;
         var coeffs = UploadCoefficients(invStd, meanDy, meanDyXhat);
-        _bnBackwardInput((int)layout.Length, layout, V(dy), V(xhat), V(gamma), coeffs, V(dx));
+        _bnBackwardInput(Strided((int)layout.Length), (int)layout.Length, layout, V(dy), V(xhat), V(gamma), coeffs, V(dx));
     }
 
     public void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y)
@@ -56,7 +56,7 @@ public sealed partial class IlgpuBackend
         CheckLayout(layout, x);
         if (layout.Length == 0) return;
         var coeffs = UploadCoefficients(scale, shift);
-        _channelAffine((int)layout.Length, layout, V(x), coeffs, V(y));
+        _channelAffine(Strided((int)layout.Length), (int)layout.Length, layout, V(x), coeffs, V(y));
     }
 
     public void GroupNormForward(in ChannelLayout layout, int groups, float eps, Tensor x, Tensor gamma, Tensor beta,

@@ -18,7 +18,7 @@ public sealed partial class IlgpuBackend
         var deviceLabels = Grow(ref _labels, n);
         deviceLabels.CopyFromCPU(labels);
         var perSample = Grow(ref _sums, 3L * n);
-        _softmaxCrossEntropy(n, classes, scale, dlogits is null ? 0 : 1, V(logits), deviceLabels, perSample, VOrEmpty(dlogits));
+        _softmaxCrossEntropy(Strided(n), n, classes, scale, dlogits is null ? 0 : 1, V(logits), deviceLabels, perSample, VOrEmpty(dlogits));
 
         // ℓ_i = log Σ_j e^(z_j − max) − (z_label − max), summed in sample order as on the CPU.
         if (_sumsHost.Length < 3 * n) _sumsHost = new double[3 * n];
@@ -37,6 +37,6 @@ public sealed partial class IlgpuBackend
     public void SgdUpdate(Tensor w, Tensor grad, Tensor velocity, float lr, float momentum, float weightDecay)
     {
         if (grad.Length != w.Length || velocity.Length != w.Length) throw new ArgumentException("weight, gradient and velocity differ in length");
-        if (w.Length > 0) _sgd(w.Length, V(w), V(grad), V(velocity), lr, momentum, weightDecay);
+        if (w.Length > 0) _sgd(Strided(w.Length), w.Length, V(w), V(grad), V(velocity), lr, momentum, weightDecay);
     }
 }

@@ -28,26 +28,26 @@ namespace BnDist.Core.Backends.Ilgpu;
 public sealed partial class IlgpuBackend : IBackend
 {
     private readonly Context _context;
-    private readonly int _reduceGroup, _gemmSide;
+    private readonly int _reduceGroup, _gemmSide, _maxStridedGroups;
 
     // ---- kernels, loaded once ----------------------------------------------------------------
-    private readonly Action<Index1D, ArrayView<float>, float> _fill;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _relu, _sigmoid;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>> _reluBackward, _sigmoidBackward;
-    private readonly Action<Index1D, PoolGeometry, ArrayView<float>, ArrayView<float>> _maxPool;
-    private readonly Action<Index1D, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _maxPoolBackward;
+    private readonly Action<KernelConfig, int, ArrayView<float>, float> _fill;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>> _relu, _sigmoid;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _reluBackward, _sigmoidBackward;
+    private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _maxPool;
+    private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _maxPoolBackward;
     private readonly Action<KernelConfig, GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _gemm;
-    private readonly Action<Index1D, int, int, int, ArrayView<float>, ArrayView<float>> _sumPartials;
-    private readonly Action<Index1D, ConvGeometry, int, ArrayView<float>, ArrayView<float>> _im2col, _col2im;
+    private readonly Action<KernelConfig, int, int, int, int, ArrayView<float>, ArrayView<float>> _sumPartials;
+    private readonly Action<KernelConfig, int, ConvGeometry, int, ArrayView<float>, ArrayView<float>> _im2col, _col2im;
     private readonly Action<KernelConfig, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<double>> _shiftedSums, _dotSums;
     private readonly Action<KernelConfig, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _sumsToFloat;
-    private readonly Action<Index1D, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _normalize;
-    private readonly Action<Index1D, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _bnBackwardInput;
-    private readonly Action<Index1D, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>> _channelAffine;
+    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _normalize;
+    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _bnBackwardInput;
+    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>> _channelAffine;
     private readonly Action<KernelConfig, ChannelLayout, int, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _groupNormForward;
     private readonly Action<KernelConfig, ChannelLayout, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _groupNormBackward;
-    private readonly Action<Index1D, int, float, int, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<float>> _softmaxCrossEntropy;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float> _sgd;
+    private readonly Action<KernelConfig, int, int, float, int, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<float>> _softmaxCrossEntropy;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float> _sgd;
 
     // ---- reused device buffers, grown when too small -----------------------------------------
     private MemoryBuffer1D<float, Stride1D.Dense>? _coeffs, _columns, _partials;
@@ -68,31 +68,32 @@ public sealed partial class IlgpuBackend : IBackend
             // limit); the GEMM the largest square of a power of two (16² on GPUs, 4² on the simulator).
             int limit = Math.Min(NormKernels.MaxGroup, Accelerator.MaxNumThreadsPerGroup);
             _reduceGroup = 1 << (31 - System.Numerics.BitOperations.LeadingZeroCount((uint)limit));
+            _maxStridedGroups = 4 * Accelerator.NumMultiprocessors * Math.Max(1, Accelerator.MaxNumThreadsPerMultiprocessor / _reduceGroup);
             _gemmSide = 1;
             while (_gemmSide * 2 * _gemmSide * 2 <= limit && _gemmSide * 2 * 4 <= GemmKernels.MaxTile) _gemmSide *= 2;
 
             var a = Accelerator;
-            _fill = a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float>(ElementwiseKernels.Fill);
-            _relu = a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.Relu);
-            _reluBackward = a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.ReluBackward);
-            _sigmoid = a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.Sigmoid);
-            _sigmoidBackward = a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.SigmoidBackward);
-            _maxPool = a.LoadAutoGroupedStreamKernel<Index1D, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.MaxForward);
-            _maxPoolBackward = a.LoadAutoGroupedStreamKernel<Index1D, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(PoolKernels.MaxBackward);
+            _fill = a.LoadStreamKernel<int, ArrayView<float>, float>(ElementwiseKernels.Fill);
+            _relu = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.Relu);
+            _reluBackward = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.ReluBackward);
+            _sigmoid = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.Sigmoid);
+            _sigmoidBackward = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.SigmoidBackward);
+            _maxPool = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.MaxForward);
+            _maxPoolBackward = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(PoolKernels.MaxBackward);
             _gemm = a.LoadStreamKernel<GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Gemm);
-            _sumPartials = a.LoadAutoGroupedStreamKernel<Index1D, int, int, int, ArrayView<float>, ArrayView<float>>(GemmKernels.SumPartials);
-            _im2col = a.LoadAutoGroupedStreamKernel<Index1D, ConvGeometry, int, ArrayView<float>, ArrayView<float>>(ConvKernels.Im2Col);
-            _col2im = a.LoadAutoGroupedStreamKernel<Index1D, ConvGeometry, int, ArrayView<float>, ArrayView<float>>(ConvKernels.Col2Im);
+            _sumPartials = a.LoadStreamKernel<int, int, int, int, ArrayView<float>, ArrayView<float>>(GemmKernels.SumPartials);
+            _im2col = a.LoadStreamKernel<int, ConvGeometry, int, ArrayView<float>, ArrayView<float>>(ConvKernels.Im2Col);
+            _col2im = a.LoadStreamKernel<int, ConvGeometry, int, ArrayView<float>, ArrayView<float>>(ConvKernels.Col2Im);
             _shiftedSums = a.LoadStreamKernel<ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<double>>(NormKernels.ChannelShiftedSums);
             _dotSums = a.LoadStreamKernel<ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<double>>(NormKernels.ChannelDotSums);
             _sumsToFloat = a.LoadStreamKernel<ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(NormKernels.ChannelSumsToFloat);
-            _normalize = a.LoadAutoGroupedStreamKernel<Index1D, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.Normalize);
-            _bnBackwardInput = a.LoadAutoGroupedStreamKernel<Index1D, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.BackwardInput);
-            _channelAffine = a.LoadAutoGroupedStreamKernel<Index1D, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.ChannelAffine);
+            _normalize = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.Normalize);
+            _bnBackwardInput = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.BackwardInput);
+            _channelAffine = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.ChannelAffine);
             _groupNormForward = a.LoadStreamKernel<ChannelLayout, int, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.GroupNormForward);
             _groupNormBackward = a.LoadStreamKernel<ChannelLayout, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.GroupNormBackwardInput);
-            _softmaxCrossEntropy = a.LoadAutoGroupedStreamKernel<Index1D, int, float, int, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<float>>(LossKernels.SoftmaxCrossEntropy);
-            _sgd = a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float>(SgdKernels.Update);
+            _softmaxCrossEntropy = a.LoadStreamKernel<int, int, float, int, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<float>>(LossKernels.SoftmaxCrossEntropy);
+            _sgd = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float>(SgdKernels.Update);
         }
         catch
         {
@@ -129,7 +130,7 @@ public sealed partial class IlgpuBackend : IBackend
     public void Fill(Tensor tensor, float value)
     {
         var v = V(tensor);
-        if (v.Length > 0) _fill((int)v.Length, v, value);
+        if (v.Length > 0) _fill(Strided((int)v.Length), (int)v.Length, v, value);
     }
 
     public void Copy(Tensor source, Tensor destination)
@@ -185,6 +186,17 @@ public sealed partial class IlgpuBackend : IBackend
             buffer = Accelerator.Allocate1D<T>(Math.Max(length, 1));
         }
         return buffer.View.SubView(0, length);
+    }
+
+    /// <summary>
+    /// A grid-stride launch over <paramref name="n"/> elements: groups of <see cref="_reduceGroup"/>
+    /// threads, one per group-size elements but at most enough to fill the accelerator four times
+    /// over (on the simulator: 4 groups, each thread looping over many elements).
+    /// </summary>
+    private KernelConfig Strided(long n)
+    {
+        long groups = Math.Clamp((n + _reduceGroup - 1) / _reduceGroup, 1, _maxStridedGroups);
+        return new KernelConfig((int)groups, _reduceGroup);
     }
 
     /// <summary>A launch of one group of <see cref="_reduceGroup"/> threads per item.</summary>

@@ -371,9 +371,9 @@ public abstract class BackendOpsTests(BackendFixture fixture)
 
     // ---- helpers --------------------------------------------------------------------------
 
-    private sealed record Grads(float[] Y, float[] Dx, float[] Dw, float[] Db);
+    internal sealed record Grads(float[] Y, float[] Dx, float[] Dw, float[] Db);
 
-    private static Grads Conv(IBackend be, ConvGeometry g, float[] x, float[] w, float[]? bias, float[] dy)
+    internal static Grads Conv(IBackend be, ConvGeometry g, float[] x, float[] w, float[]? bias, float[] dy)
     {
         int oh = g.OutHeight, ow = g.OutWidth;
         using var tx = be.From(x, g.N, g.InChannels, g.Height, g.Width);
@@ -391,7 +391,7 @@ public abstract class BackendOpsTests(BackendFixture fixture)
         return new Grads(be.Read(ty), be.Read(tdx), be.Read(tdw), be.Read(tdb));
     }
 
-    private static Grads Linear(IBackend be, int n, int inF, int outF, float[] x, float[] w, float[]? bias, float[] dy)
+    internal static Grads Linear(IBackend be, int n, int inF, int outF, float[] x, float[] w, float[]? bias, float[] dy)
     {
         using var tx = be.From(x, n, inF);
         using var tw = be.From(w, outF, inF);
@@ -409,7 +409,7 @@ public abstract class BackendOpsTests(BackendFixture fixture)
     }
 
     /// <summary>|got − expected| ≤ K·ε·Σ|a||b| per element (see the class remarks), plus 1e-30.</summary>
-    private static void AssertProducts(float[] expected, float[] got, float[] absBound, int k, string what)
+    internal static void AssertProducts(float[] expected, float[] got, float[] absBound, int k, string what)
     {
         Assert.Equal(expected.Length, got.Length);
         for (int i = 0; i < expected.Length; i++)
@@ -433,9 +433,9 @@ public abstract class BackendOpsTests(BackendFixture fixture)
         Assert.True(Math.Abs(got - expected) <= tolerance || expected.Equals(got),
             $"{what}: {got:R}, expected {expected:R} (|diff| {Math.Abs(got - expected):E2} > {tolerance:E2})");
 
-    private static float[] Random(Random rng, int n) => [.. Enumerable.Range(0, n).Select(_ => (float)(2 * rng.NextDouble() - 1))];
+    internal static float[] Random(Random rng, int n) => [.. Enumerable.Range(0, n).Select(_ => (float)(2 * rng.NextDouble() - 1))];
 
-    private static float[] Abs(float[] a) => [.. a.Select(Math.Abs)];
+    internal static float[] Abs(float[] a) => [.. a.Select(Math.Abs)];
 }
 
 /// <summary>The ops on ILGPU's CPU simulator.</summary>

@@ -24,6 +24,9 @@ internal struct GemmShape
     /// <summary>Threads per tile side (16 on a GPU, 4 on the CPU simulator); the tile is 4·Side square.</summary>
     public int Side;
 
+    /// <summary>The K slice staged per barrier pair: <see cref="GemmKernels.SharedFloats"/>/(4·Side), a multiple of 16.</summary>
+    public int SliceK;
+
     /// <summary>0: none; 1: C(i, j) += bias[i] (conv, per output channel); 2: += bias[j] (linear).</summary>
     public int BiasMode;
 
@@ -33,7 +36,8 @@ internal struct GemmShape
 
 /// <summary>
 /// Tiled SGEMM: a group of side² threads computes a (4·side)×(4·side) tile of C, stepping
-/// through K in slices of 16 staged in shared memory (As[16][tile], Bs[16][tile]); each thread
+/// through K in slices staged in shared memory (As[slice][tile], Bs[slice][tile], 1024 floats
+/// each: slices of 16 for 64-wide tiles); each thread
 /// keeps a 4×4 register block at rows ty + side·r and columns tx + side·s, so neighbouring
 /// threads read neighbouring shared-memory words and write neighbouring columns of C. On a GPU
 /// side = 16: 256 threads, 64×64 tiles. ILGPU's CPU simulator runs every thread of a group as
@@ -44,15 +48,15 @@ internal struct GemmShape
 /// </summary>
 internal static class GemmKernels
 {
-    /// <summary>The largest tile side (side = 16) and the K slice; shared arrays are sized for them.</summary>
-    public const int MaxTile = 64, TileK = 16;
+    /// <summary>The largest tile (side = 16), the unrolled step of a K slice, and the floats of each shared array.</summary>
+    public const int MaxTile = 64, TileK = 16, SharedFloats = 1024;
 
     /// <summary>Grid: (⌈N/tile⌉, ⌈M/tile⌉, batch) groups of (side², 1, 1), tile = 4·side, side = s.Side.</summary>
     public static void Gemm(GemmShape s, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
     {
-        var As = SharedMemory.Allocate<float>(TileK * MaxTile);
-        var Bs = SharedMemory.Allocate<float>(TileK * MaxTile);
-        int side = s.Side, tile = 4 * side, threads = side * side;
+        var As = SharedMemory.Allocate<float>(SharedFloats);
+        var Bs = SharedMemory.Allocate<float>(SharedFloats);
+        int side = s.Side, tile = 4 * side, threads = side * side, slice = s.SliceK;
         int t = Group.IdxX, tx = t % side, ty = t / side;
         int row0 = Grid.IdxY * tile, col0 = Grid.IdxX * tile, batch = Grid.IdxZ;
         int aBase = batch * s.ABatch, bBase = batch * s.BBatch;
@@ -66,27 +70,28 @@ internal static class GemmKernels
         for (int ko = 0; ko < kOuter; ko++)
         {
             int aOuter = aBase + ko * s.AOuter, bOuter = bBase + ko * s.BOuter;
-            for (int k0 = 0; k0 < s.K; k0 += TileK)
+            for (int k0 = 0; k0 < s.K; k0 += slice)
             {
-                // Stage A[row0.., k0..] and B[k0.., col0..]: 16·tile values each, 16·tile/threads per thread.
-                for (int e = t; e < TileK * tile; e += threads)
+                // Stage A[row0.., k0..] and B[k0.., col0..]: slice·tile values each.
+                for (int e = t; e < slice * tile; e += threads)
                 {
                     int ii, kk;
-                    if (aAlongK) { kk = e % TileK; ii = e / TileK; }
+                    if (aAlongK) { kk = e % slice; ii = e / slice; }
                     else { ii = e % tile; kk = e / tile; }
                     int gi = row0 + ii, gk = k0 + kk;
                     As[kk * tile + ii] = gi < s.M && gk < s.K ? a[aOuter + gi * s.ARow + gk * s.ACol] : 0f;
 
                     int jj;
                     if (bAlongJ) { jj = e % tile; kk = e / tile; }
-                    else { kk = e % TileK; jj = e / TileK; }
+                    else { kk = e % slice; jj = e / slice; }
                     int gj = col0 + jj;
                     gk = k0 + kk;
                     Bs[kk * tile + jj] = gj < s.N && gk < s.K ? b[bOuter + gk * s.BRow + gj * s.BCol] : 0f;
                 }
                 Group.Barrier();
 
-                for (int kk = 0; kk < TileK; kk++)
+                for (int k1 = 0; k1 < slice; k1 += TileK)
+                for (int kk = k1; kk < k1 + TileK; kk++)
                 {
                     int ar = kk * tile + ty, br = kk * tile + tx;
                     float a0 = As[ar], a1 = As[ar + side], a2 = As[ar + 2 * side], a3 = As[ar + 3 * side];
@@ -108,14 +113,17 @@ internal static class GemmKernels
     }
 
     /// <summary>
-    /// One thread per element of a [partitions, length] block of split-K partial products:
+    /// Per element (grid-stride) of a [partitions, length] block of split-K partial products:
     /// sum = p₀ + p₁ + … in partition order, then c = sum (or c + sum when accumulating).
     /// </summary>
-    public static void SumPartials(Index1D i, int length, int partitions, int accumulate, ArrayView<float> partials, ArrayView<float> c)
+    public static void SumPartials(int n, int length, int partitions, int accumulate, ArrayView<float> partials, ArrayView<float> c)
     {
-        float sum = partials[i];
-        for (int p = 1; p < partitions; p++) sum += partials[p * length + i];
-        c[i] = accumulate != 0 ? c[i] + sum : sum;
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
+        {
+            float sum = partials[i];
+            for (int p = 1; p < partitions; p++) sum += partials[p * length + i];
+            c[i] = accumulate != 0 ? c[i] + sum : sum;
+        }
     }
 
     /// <summary>One register row: C(i, j0 + Side·s) for s = 0..3, guarded.</summary>

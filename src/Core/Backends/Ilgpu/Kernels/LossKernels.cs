@@ -3,7 +3,7 @@ using ILGPU;
 namespace BnDist.Core.Backends.Ilgpu.Kernels;
 
 /// <summary>
-/// Softmax cross-entropy, one thread per sample (K is the class count: 10 here, so a row is
+/// Softmax cross-entropy, one sample per thread of a grid-stride loop (K is the class count: 10 here, so a row is
 /// one thread's work). The kernel leaves per sample, in rows of three doubles,
 /// [Σ_j e^(z_j − max), z_label − max, argmax]; the host takes the logarithms and sums the
 /// losses in sample order (the only values that cross back: 3·N doubles), so the loss sum is
@@ -11,27 +11,30 @@ namespace BnDist.Core.Backends.Ilgpu.Kernels;
 /// </summary>
 internal static class LossKernels
 {
-    public static void SoftmaxCrossEntropy(Index1D i, int classes, float scale, int withGradient, ArrayView<float> logits,
+    public static void SoftmaxCrossEntropy(int n, int classes, float scale, int withGradient, ArrayView<float> logits,
         ArrayView<int> labels, ArrayView<double> perSample, ArrayView<float> dlogits)
     {
-        int row = i * classes, label = labels[i];
-        int best = 0;
-        float max = logits[row];
-        for (int j = 1; j < classes; j++)
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
         {
-            float v = logits[row + j];
-            if (v > max) { max = v; best = j; }
-        }
-        double total = 0;
-        for (int j = 0; j < classes; j++) total += KernelMath.Exp(logits[row + j] - max);
-        perSample[3 * i] = total;
-        perSample[3 * i + 1] = logits[row + label] - max;
-        perSample[3 * i + 2] = best;
-        if (withGradient == 0) return;
-        for (int j = 0; j < classes; j++)
-        {
-            double p = KernelMath.Exp(logits[row + j] - max) / total;
-            dlogits[row + j] = (float)(scale * (p - (j == label ? 1.0 : 0.0)));
+            int row = i * classes, label = labels[i];
+            int best = 0;
+            float max = logits[row];
+            for (int j = 1; j < classes; j++)
+            {
+                float v = logits[row + j];
+                if (v > max) { max = v; best = j; }
+            }
+            double total = 0;
+            for (int j = 0; j < classes; j++) total += KernelMath.Exp(logits[row + j] - max);
+            perSample[3 * i] = total;
+            perSample[3 * i + 1] = logits[row + label] - max;
+            perSample[3 * i + 2] = best;
+            if (withGradient == 0) continue;
+            for (int j = 0; j < classes; j++)
+            {
+                double p = KernelMath.Exp(logits[row + j] - max) / total;
+                dlogits[row + j] = (float)(scale * (p - (j == label ? 1.0 : 0.0)));
+            }
         }
     }
 }

@@ -98,36 +98,45 @@ internal static class NormKernels
     }
 
     /// <summary>
-    /// One thread per element, coefficients packed as coeffs = [k (C), d (C), invStd (C)]:
+    /// Per element (grid-stride), coefficients packed as coeffs = [k (C), d (C), invStd (C)]:
     /// x̂ = ((x − k) − d)·invStd, y = fma(γ, x̂, β).
     /// </summary>
-    public static void Normalize(Index1D i, ChannelLayout l, ArrayView<float> x, ArrayView<float> coeffs,
+    public static void Normalize(int n, ChannelLayout l, ArrayView<float> x, ArrayView<float> coeffs,
         ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> xhat, ArrayView<float> y)
     {
-        int c = (i / l.Spatial) % l.Channels;
-        float h = (x[i] - coeffs[c] - coeffs[l.Channels + c]) * coeffs[2 * l.Channels + c];
-        xhat[i] = h;
-        y[i] = Fma(gamma[c], h, beta[c]);
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
+        {
+            int c = (i / l.Spatial) % l.Channels;
+            float h = (x[i] - coeffs[c] - coeffs[l.Channels + c]) * coeffs[2 * l.Channels + c];
+            xhat[i] = h;
+            y[i] = Fma(gamma[c], h, beta[c]);
+        }
     }
 
     /// <summary>
-    /// One thread per element, coeffs = [invStd (C), meanDy (C), meanDyXhat (C)]:
+    /// Per element (grid-stride), coeffs = [invStd (C), meanDy (C), meanDyXhat (C)]:
     /// dx = a·g − a·meanDy − a·meanDyXhat·x̂ with a = γ·invStd, as fma(a, g, fma(−a·m₂, x̂, −a·m₁)).
     /// </summary>
-    public static void BackwardInput(Index1D i, ChannelLayout l, ArrayView<float> dy, ArrayView<float> xhat,
+    public static void BackwardInput(int n, ChannelLayout l, ArrayView<float> dy, ArrayView<float> xhat,
         ArrayView<float> gamma, ArrayView<float> coeffs, ArrayView<float> dx)
     {
-        int c = (i / l.Spatial) % l.Channels;
-        float a = gamma[c] * coeffs[c];
-        float t = Fma(-a * coeffs[2 * l.Channels + c], xhat[i], -a * coeffs[l.Channels + c]);
-        dx[i] = Fma(a, dy[i], t);
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
+        {
+            int c = (i / l.Spatial) % l.Channels;
+            float a = gamma[c] * coeffs[c];
+            float t = Fma(-a * coeffs[2 * l.Channels + c], xhat[i], -a * coeffs[l.Channels + c]);
+            dx[i] = Fma(a, dy[i], t);
+        }
     }
 
-    /// <summary>One thread per element, coeffs = [scale (C), shift (C)]: y = fma(a_c, x, b_c).</summary>
-    public static void ChannelAffine(Index1D i, ChannelLayout l, ArrayView<float> x, ArrayView<float> coeffs, ArrayView<float> y)
+    /// <summary>Per element (grid-stride), coeffs = [scale (C), shift (C)]: y = fma(a_c, x, b_c).</summary>
+    public static void ChannelAffine(int n, ChannelLayout l, ArrayView<float> x, ArrayView<float> coeffs, ArrayView<float> y)
     {
-        int c = (i / l.Spatial) % l.Channels;
-        y[i] = Fma(coeffs[c], x[i], coeffs[l.Channels + c]);
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
+        {
+            int c = (i / l.Spatial) % l.Channels;
+            y[i] = Fma(coeffs[c], x[i], coeffs[l.Channels + c]);
+        }
     }
 
     /// <summary>
