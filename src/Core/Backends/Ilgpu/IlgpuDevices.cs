@@ -10,6 +10,7 @@ namespace BnDist.Core.Backends.Ilgpu;
 /// Finds ILGPU devices and opens backends on them: "ilgpu-cpu" (ILGPU's CPU simulator, for
 /// tests), "cuda[:N]", "opencl[:N]", and "auto" (the first CUDA device, else the first OpenCL
 /// GPU, else none: the caller falls back to the fast CPU backend — never to the simulator).
+/// The kernels accumulate statistics in float64, so an OpenCL device without it is refused.
 /// A context holds only the accelerator kinds asked for, so looking for CUDA does not
 /// initialize OpenCL and vice versa; a missing driver simply means no devices of that kind.
 /// </summary>
@@ -55,10 +56,15 @@ public static class IlgpuDevices
             context.Dispose();
             throw new ArgumentException($"--device {asked}: {found}");
         }
+        if (!devices[index].Capabilities.Float64)
+        {
+            context.Dispose();
+            throw new ArgumentException($"--device {asked}: {devices[index].Name} has no float64 support, which the batch-norm sums need");
+        }
         return Open(context, devices[index], $"opencl:{index} ({devices[index].Name})");
     }
 
-    /// <summary>The first CUDA device, else the first OpenCL GPU, else null.</summary>
+    /// <summary>The first CUDA device, else the first OpenCL GPU with float64 support, else null.</summary>
     public static IlgpuBackend? TryOpenBestGpu()
     {
         var cuda = Create(b => b.Cuda());
@@ -67,7 +73,7 @@ public static class IlgpuDevices
         var cl = Create(b => b.OpenCL());
         var devices = ToList(cl.GetCLDevices());
         for (int i = 0; i < devices.Count; i++)
-            if (devices[i].DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU)
+            if (devices[i].DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU && devices[i].Capabilities.Float64)
                 return Open(cl, devices[i], $"opencl:{i} ({devices[i].Name})");
         cl.Dispose();
         return null;
