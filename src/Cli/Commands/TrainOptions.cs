@@ -25,7 +25,7 @@ public sealed record TrainOptions(
           --bn-momentum X              running-average factor (default 0.1)
           --bn-mode ema|cumulative     running averages: exponential, or the population average
           --threads N                  CPU threads (default: all cores)
-          --device D                   auto|cpu (default auto)
+          --device D                   auto|cpu|cuda[:N]|opencl[:N]|ilgpu-cpu (default auto)
           --init FILE                  start from the parameters and buffers of this checkpoint
           --save FILE                  write the final checkpoint here
           --save-init FILE             write the initial checkpoint here before training

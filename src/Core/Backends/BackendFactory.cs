@@ -1,4 +1,5 @@
 using BnDist.Core.Backends.Cpu;
+using BnDist.Core.Backends.Ilgpu;
 
 namespace BnDist.Core.Backends;
 
@@ -6,15 +7,35 @@ namespace BnDist.Core.Backends;
 public static class BackendFactory
 {
     /// <summary>
-    /// "cpu" and "auto" (no accelerator backend is built in yet, so auto means the CPU) give
-    /// the fast CPU backend with <paramref name="threads"/> threads (0 = all cores).
+    /// "cpu": the fast CPU backend with <paramref name="threads"/> threads (0 = all cores).
+    /// "cuda", "cuda:N", "opencl", "opencl:N": the ILGPU backend on that device.
+    /// "ilgpu-cpu": the ILGPU backend on ILGPU's CPU simulator (tests the kernels; slow).
+    /// "auto": the first CUDA device, else the first OpenCL GPU, else "cpu" — never the simulator.
+    /// A device asked for and absent is an <see cref="ArgumentException"/> saying what was found.
     /// </summary>
     public static IBackend Create(string device, int threads)
     {
         string d = device.Trim().ToLowerInvariant();
-        if (d is "cpu" or "auto") return new CpuBackend(threads);
-        if (d.StartsWith("cuda", StringComparison.Ordinal) || d.StartsWith("opencl", StringComparison.Ordinal) || d == "ilgpu-cpu")
-            throw new ArgumentException($"--device: '{device}' needs the ILGPU backend, which this build does not include yet (use cpu or auto)");
-        throw new ArgumentException($"--device: unknown device '{device}' (expected auto, cpu)");
+        switch (d)
+        {
+            case "cpu":
+                return new CpuBackend(threads);
+            case "auto":
+                return IlgpuDevices.TryOpenBestGpu() ?? (IBackend)new CpuBackend(threads);
+            case "ilgpu-cpu":
+                return IlgpuDevices.OpenCpuSimulator();
+        }
+        if (TryIndex(d, "cuda", out int cuda)) return IlgpuDevices.OpenCuda(cuda, device);
+        if (TryIndex(d, "opencl", out int cl)) return IlgpuDevices.OpenOpenCL(cl, device);
+        throw new ArgumentException($"--device: unknown device '{device}' (expected auto, cpu, cuda[:N], opencl[:N], ilgpu-cpu)");
+    }
+
+    /// <summary>"kind" → 0, "kind:N" → N.</summary>
+    private static bool TryIndex(string d, string kind, out int index)
+    {
+        index = 0;
+        if (d == kind) return true;
+        return d.StartsWith(kind + ":", StringComparison.Ordinal)
+            && int.TryParse(d.AsSpan(kind.Length + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index);
     }
 }
