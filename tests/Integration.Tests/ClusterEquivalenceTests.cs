@@ -40,6 +40,30 @@ public sealed class ClusterEquivalenceTests(ITestOutputHelper output)
             Assert.Equal(result.Workers[0].State[b.Name], b.Floats);
     }
 
+    /// <summary>
+    /// Mixed devices in one cluster: the ILGPU kernels on one rank, the CPU backend on the
+    /// other, synchronized through the same collectives, equal one CPU process on the whole
+    /// batch (same self-calibrated tolerance: the backends differ only in summation order).
+    /// On CUDA where a device is present; ILGPU's CPU simulator always.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("ilgpu-cpu")]
+    [InlineData("cuda")]
+    public async Task A_cpu_worker_and_an_ilgpu_worker_equal_one_process(string device)
+    {
+        if (device == "cuda")
+            Skip.If(Core.Backends.Ilgpu.IlgpuDevices.Count("cuda") == 0, "no CUDA device here: the mixed cpu + cuda cluster is not run");
+        var config = new TrainingConfig { Model = "convnet", BatchSize = 10, Steps = 3, Seed = 3, LearningRate = 0.05, Evaluate = false };
+        await using var cluster = await LocalCluster.StartAsync(config, 2, new LocalClusterOptions { Devices = ["cpu", device] });
+        var result = await cluster.WaitAsync();
+        Assert.True(result.Coordinator.Succeeded, result.Coordinator.Error);
+
+        var single = ShardedRun.TrainSingle(config, Data);
+        var perturbed = ShardedRun.TrainSingle(config, Equivalence.RoundingPerturbed(Data));
+        foreach (var worker in result.Workers)
+            Equivalence.AssertSameRun(single, perturbed, new RunResult(new(worker.State), [.. worker.Losses]), output);
+    }
+
     [Fact]
     public async Task One_worker_over_grpc_is_bit_identical_to_one_process()
     {

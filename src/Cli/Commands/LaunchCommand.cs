@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using BnDist.Coordinator;
+using BnDist.Core.Backends;
 using BnDist.Protos;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -45,7 +46,8 @@ public static class LaunchCommand
             {
                 var info = WorkerProcess();
                 foreach (string a in new[] { "worker", "--coordinator", address, "--worker-id", $"local-{rank:D3}", "--token-file", tokenFile,
-                             "--threads", threads.ToString(System.Globalization.CultureInfo.InvariantCulture), "--device", train.Device })
+                             "--threads", threads.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                             "--device", BackendFactory.ForLocalRank(train.Device, rank) })
                     info.ArgumentList.Add(a);
                 if (train.DataDir is not null)
                 {

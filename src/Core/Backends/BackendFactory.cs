@@ -30,6 +30,21 @@ public static class BackendFactory
         throw new ArgumentException($"--device: unknown device '{device}' (expected auto, cpu, cuda[:N], opencl[:N], ilgpu-cpu)");
     }
 
+    /// <summary>
+    /// The device of local rank <paramref name="rank"/> when K workers share this machine, as
+    /// torchrun's one process per GPU: "cuda" and "opencl" without an index go round-robin over
+    /// the devices of that kind found here ("cuda:0", "cuda:1", "cuda:0", …); anything else
+    /// (an explicit index, cpu, auto, ilgpu-cpu) is passed on unchanged.
+    /// </summary>
+    public static string ForLocalRank(string device, int rank, Func<string, int>? count = null)
+    {
+        string d = device.Trim().ToLowerInvariant();
+        if (d is not ("cuda" or "opencl")) return device;
+        int devices = (count ?? IlgpuDevices.Count)(d);
+        if (devices == 0) return device; // the worker reports the absence with the list of what exists
+        return $"{d}:{rank % devices}";
+    }
+
     /// <summary>"kind" → 0, "kind:N" → N.</summary>
     private static bool TryIndex(string d, string kind, out int index)
     {

@@ -79,6 +79,18 @@ public static class IlgpuDevices
         return null;
     }
 
+    /// <summary>How many devices of a kind ("cuda" or "opencl") ILGPU finds here (0 without a driver).</summary>
+    public static int Count(string kind)
+    {
+        using var context = kind switch
+        {
+            "cuda" => Create(b => b.Cuda()),
+            "opencl" => Create(b => b.OpenCL()),
+            _ => throw new ArgumentException($"unknown device kind '{kind}' (expected cuda or opencl)"),
+        };
+        return kind == "cuda" ? context.GetCudaDevices().Count : context.GetCLDevices().Count;
+    }
+
     /// <summary>One line per GPU device found, e.g. "cuda:0 NVIDIA H100 80GB HBM3, 79.1 GiB"; for logging at start.</summary>
     public static IReadOnlyList<string> List()
     {

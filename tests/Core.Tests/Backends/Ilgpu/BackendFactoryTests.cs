@@ -58,4 +58,14 @@ public sealed class BackendFactoryTests
         using var backend = BackendFactory.Create("cuda", 1);
         Assert.StartsWith("cuda:0 (", backend.Name);
     }
+
+    [Fact]
+    public void Local_ranks_take_the_gpus_of_this_machine_round_robin()
+    {
+        static int Two(string kind) => kind == "cuda" ? 2 : 0;
+        Assert.Equal(["cuda:0", "cuda:1", "cuda:0", "cuda:1"], Enumerable.Range(0, 4).Select(r => BackendFactory.ForLocalRank("cuda", r, Two)));
+        Assert.Equal("cuda:1", BackendFactory.ForLocalRank("cuda:1", 0, Two)); // an explicit index is kept
+        Assert.Equal("cpu", BackendFactory.ForLocalRank("cpu", 3, Two));
+        Assert.Equal("opencl", BackendFactory.ForLocalRank("opencl", 1, Two)); // none here: the worker names the absence
+    }
 }
