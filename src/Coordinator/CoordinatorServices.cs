@@ -52,7 +52,9 @@ public static class CoordinatorServices
     /// <summary>A coordinator host for the given settings; logging as configured by <paramref name="logging"/>.</summary>
     public static WebApplication Build(CoordinatorSettings settings, Action<ILoggingBuilder>? logging = null)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        // No file watcher on appsettings.json: a run's configuration is fixed when it starts,
+        // and watching the content root costs CPU on every build or checkpoint write beside it.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         if (logging is not null) logging(builder.Logging);
         builder.AddCoordinatorServices(settings);
         var app = builder.Build();

@@ -26,8 +26,9 @@ namespace BnDist.Cli.Commands;
 /// <c>mlp:C1,C2,…</c>, so batch-norm layer l has exactly C_l channels and its statistics
 /// operation carries the 2·C_l + 1 float64 values of a real one.
 /// <list type="bullet">
-/// <item>BN statistics: per C, W warm-up then N timed operations back to back; rank 0's
-/// per-operation latency, p50 / p99 / mean.</item>
+/// <item>BN statistics: per C, a warm-up of at least W operations and S seconds (the tiered
+/// JIT recompiles the hot path for seconds; measured here, it took 40% of the CPU of a short
+/// run), then N timed operations back to back; rank 0's per-operation latency, p50 / p99 / mean.</item>
 /// <item>Gradients: per size, a float32 buffer summed through the chunked gradient path
 /// (device download and upload included, as in a step); median time, algbw = bytes/time and
 /// busbw = algbw·2(K−1)/K (nccl-tests' definition).</item>
@@ -37,7 +38,7 @@ namespace BnDist.Cli.Commands;
 public static class CollectiveBenchCommand
 {
     private const string UsageText =
-        "bench collective [--workers K] [--channels 64,256,1024] [--ops N] [--warmup W] [--sizes-mib 1,4,16,64] [--reps R] [--out FILE]";
+        "bench collective [--workers K] [--channels 64,256,1024] [--ops N] [--warmup W] [--warmup-seconds S] [--sizes-mib 1,4,16,64] [--reps R] [--out FILE]";
 
     public static int Run(ArgReader args, CancellationToken cancellation)
     {
@@ -51,14 +52,15 @@ public static class CollectiveBenchCommand
         return RunDriver(o, cancellation);
     }
 
-    private sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double[] SizesMiB, int Reps, string? Out,
-        string? Coordinator, string? TokenFile, string? WorkerId)
+    private sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double WarmupSeconds, double[] SizesMiB, int Reps,
+        string? Out, string? Coordinator, string? TokenFile, string? WorkerId)
     {
         public static Options Read(ArgReader a)
         {
             var o = new Options(
                 a.String("role", "driver"), a.Int("workers", 2, min: 1), Ints(a, "channels", "64,256,1024"),
-                a.Int("ops", 2000, min: 1), a.Int("warmup", 1000, min: 0), Doubles(a, "sizes-mib", "1,4,16,64"), a.Int("reps", 10, min: 1),
+                a.Int("ops", 2000, min: 1), a.Int("warmup", 1000, min: 0), a.Double("warmup-seconds", 5),
+                Doubles(a, "sizes-mib", "1,4,16,64"), a.Int("reps", 10, min: 1),
                 a.String("out"), a.String("coordinator"), a.String("token-file"), a.String("worker-id"));
             a.Finish();
             if (o.Role is not ("driver" or "worker")) throw new UsageException($"bench collective: --role must be driver or worker, got '{o.Role}'");
@@ -88,7 +90,8 @@ public static class CollectiveBenchCommand
         [
             "bench", "collective", "--role", "worker", "--coordinator", coordinator, "--token-file", tokenFile, "--worker-id", $"bench-{rank:D3}",
             "--workers", Workers.ToString(CultureInfo.InvariantCulture), "--ops", Ops.ToString(CultureInfo.InvariantCulture),
-            "--warmup", Warmup.ToString(CultureInfo.InvariantCulture), "--reps", Reps.ToString(CultureInfo.InvariantCulture),
+            "--warmup", Warmup.ToString(CultureInfo.InvariantCulture), "--warmup-seconds", WarmupSeconds.ToString(CultureInfo.InvariantCulture),
+            "--reps", Reps.ToString(CultureInfo.InvariantCulture),
             "--sizes-mib", string.Join(',', SizesMiB.Select(s => s.ToString(CultureInfo.InvariantCulture))),
             .. Out is null ? Array.Empty<string>() : ["--out", Path.GetFullPath(Out)],
         ];
@@ -205,20 +208,33 @@ public static class CollectiveBenchCommand
                 template[1 + c + i] = 8 + 0.1 * (i % 5);
             }
             var values = new double[n];
+            // Warm-up: rank 0 decides when it is over (W operations and S seconds) and says so
+            // in the count it contributes, so every rank leaves the warm-up at the same operation.
+            long warmupStart = Stopwatch.GetTimestamp();
+            int warmupOps = 0;
+            while (true)
+            {
+                template.CopyTo(values, 0);
+                bool done = rank == 0 && warmupOps >= o.Warmup && Stopwatch.GetElapsedTime(warmupStart).TotalSeconds >= o.WarmupSeconds;
+                if (done) values[0] += 0.5; // a flag in the count's fraction; the count itself stays whole
+                collective.AllReduceSum(values, CollectiveKind.BatchNormStats, layer);
+                warmupOps++;
+                if (values[0] != Math.Floor(values[0])) break;
+            }
             var latencies = new double[o.Ops];
-            for (int i = 0; i < o.Warmup + o.Ops; i++)
+            for (int i = 0; i < o.Ops; i++)
             {
                 template.CopyTo(values, 0);
                 long t0 = Stopwatch.GetTimestamp();
                 collective.AllReduceSum(values, CollectiveKind.BatchNormStats, layer);
-                double us = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
-                if (i >= o.Warmup) latencies[i - o.Warmup] = us;
+                latencies[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
             }
             if (values[0] != 8.0 * world) throw new InvalidOperationException($"the all-reduced count is {values[0]}, not {8 * world}");
             Array.Sort(latencies);
             lines.Add(JsonSerializer.Serialize(new
             {
-                impl = "bndist", kind = "bn-stats", workers = world, channels = c, values = n, ops = o.Ops, warmup = o.Warmup,
+                impl = "bndist", kind = "bn-stats", workers = world, channels = c, values = n, ops = o.Ops, warmup = warmupOps,
+                warmup_s = Stopwatch.GetElapsedTime(warmupStart).TotalSeconds - latencies.Sum() / 1e6,
                 p50_us = Percentile(latencies, 0.50), p99_us = Percentile(latencies, 0.99), mean_us = latencies.Average(),
             }));
         }
