@@ -56,6 +56,7 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
         if (hello.RunId != run.RunId) throw new RpcException(new Status(StatusCode.FailedPrecondition, $"collective: run {hello.RunId} is not this coordinator's run {run.RunId}"));
         int rank = hello.Rank;
         if (rank < 0 || rank >= run.Settings.Workers) throw Invalid($"collective: rank {rank} is outside the world of {run.Settings.Workers}");
+        if (run.ClaimStream(rank) is { } refusal) throw new RpcException(new Status(StatusCode.FailedPrecondition, $"collective: {refusal}"));
 
         var writer = WriteOutbox(rank, responses, context.CancellationToken);
         string? error = null;

@@ -44,8 +44,12 @@ public sealed class CoordinatorSettings
     /// <summary>
     /// Run the gRPC handlers on the socket's I/O thread instead of handing each message to the
     /// thread pool (Kestrel's UnsafePreferInlineScheduling): one thread wake-up less per
-    /// message, which is most of a small all-reduce's latency. Safe here because the handlers
-    /// never block (the hub's lock is held for microseconds). Environment: BNDIST_INLINE_IO=0 turns it off.
+    /// message, which is most of a small all-reduce's latency. The handlers never wait on
+    /// another message, so nothing can deadlock; what runs inline is the hub's reduction (a
+    /// gradient range: milliseconds), the progress events, and a checkpoint write (rank 0's
+    /// last upload chunk: it must finish before rank 0's next contribution is read anyway, which
+    /// keeps the running statistics it saves those of the checkpoint's step). Meanwhile other
+    /// messages on the same I/O thread wait. Environment: BNDIST_INLINE_IO=0 turns it off.
     /// </summary>
     public bool InlineIo { get; set; } = Environment.GetEnvironmentVariable("BNDIST_INLINE_IO") != "0";
 

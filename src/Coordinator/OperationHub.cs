@@ -90,11 +90,17 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
                 Violation($"rank {rank} sent float32 chunks for {header}, which takes float64 values");
                 return;
             }
+            int count = bytes.Length / sizeof(float);
+            if (header.Length == 0 || count == 0 || bytes.Length % sizeof(float) != 0)
+            {
+                Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
+                          "(chunks are whole float32 values, at least one, of an operation of at least one)");
+                return;
+            }
             var op = Open(rank, header);
             if (op is null) return;
             var buffer = op.Floats[rank] ??= new float[header.Length];
-            int count = bytes.Length / sizeof(float);
-            if (bytes.Length % sizeof(float) != 0 || offset != op.Received[rank] || offset + count > header.Length)
+            if (offset != op.Received[rank] || offset + count > header.Length)
             {
                 Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
                           $"(expected value {op.Received[rank]} of {header.Length})");

@@ -48,6 +48,7 @@ public sealed partial class RunCoordinator : IDisposable
     private OperationHub? _hub;
     private Channel<RankMessage>[] _outboxes = [];
     private bool[] _ended = [];
+    private bool[] _streamOpened = [];
     private LearningRateSchedule? _schedule;
     private long _totalSteps, _committed;
     private int _batchesPerEpoch;
@@ -135,6 +136,7 @@ public sealed partial class RunCoordinator : IDisposable
             _outboxes = [.. Enumerable.Range(0, world.Size).Select(_ => Channel.CreateUnbounded<RankMessage>(
                 new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = true }))];
             _ended = new bool[world.Size];
+            _streamOpened = new bool[world.Size];
             _timings = new double[world.Size, 4];
             _hub = new OperationHub(world.Size, OperationTimeout, Completed, Abort, ChunkReduced);
             _lastCommitAt = Stopwatch.GetTimestamp();
@@ -143,6 +145,18 @@ public sealed partial class RunCoordinator : IDisposable
             RunId, world.Size, string.Join(", ", world.Members.Select((m, r) => $"rank {r} = {m.WorkerId} on {m.Device}")),
             _totalSteps, _settings.Training.BatchSize, _batchesPerEpoch);
         WorldComplete?.Invoke(world);
+    }
+
+    /// <summary>Registers rank's one Collective stream; the reason it is refused, or null.</summary>
+    public string? ClaimStream(int rank)
+    {
+        lock (_gate)
+        {
+            if (_world is null) return $"rank {rank} opened its stream before the world was complete";
+            if (_streamOpened[rank]) return $"rank {rank} already has its stream open: a second one is refused";
+            _streamOpened[rank] = true;
+            return null;
+        }
     }
 
     /// <summary>The messages for one rank's stream; completes when the run ends.</summary>

@@ -25,7 +25,7 @@ namespace BnDist.Worker;
 public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollective, IAsyncDisposable
 {
     private readonly AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> _call;
-    private readonly CancellationTokenSource _deadline = new();
+    private CancellationTokenSource _deadline = new();
     private readonly string _runId;
     private readonly TimeSpan _wait;
     private readonly IBackend _backend;
@@ -95,6 +95,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     {
         long t0 = Stopwatch.GetTimestamp();
         int total = parameters.Sum(p => p.Grad.Length);
+        if (total == 0) return; // nothing to sum (and no operation: every rank has the same parameters)
         if (_flat.Length != total) _flat = new float[total];
         int at = 0;
         foreach (var p in parameters)
@@ -224,7 +225,12 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         }
         finally
         {
-            _deadline.TryReset();
+            // A timer that fired after the answer came cannot be reset: start a fresh source.
+            if (!_deadline.TryReset())
+            {
+                _deadline.Dispose();
+                _deadline = new CancellationTokenSource();
+            }
         }
     }
 

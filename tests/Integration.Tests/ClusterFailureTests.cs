@@ -87,24 +87,49 @@ public sealed class ClusterFailureTests
     [Fact]
     public void Gradient_chunks_are_summed_in_rank_order_as_soon_as_every_rank_has_sent_them()
     {
+        const int n = 29; // longer than two vectors, so both the vector and the scalar loops run
         var ranges = new List<(int Offset, int Count)>();
         float[]? final = null;
-        var hub = new OperationHub(2, TimeSpan.FromSeconds(5), op => final = op.FloatSum, r => Assert.Fail(r),
+        var hub = new OperationHub(3, TimeSpan.FromSeconds(5), op => final = op.FloatSum, r => Assert.Fail(r),
             (_, _, offset, count) => ranges.Add((offset, count)));
-        var h = new OperationHeader(0, 0, CollectiveKind.Gradients, -1, 10);
-        float[] a = [.. Enumerable.Range(0, 10).Select(i => 0.1f * i)], b = [.. Enumerable.Range(0, 10).Select(i => 1e7f + i)];
+        var h = new OperationHeader(0, 0, CollectiveKind.Gradients, -1, n);
+        // Order-sensitive values: (1e8 + (−1e8)) + 1 = 1, but 1e8 + ((−1e8) + 1) = 0 in float32;
+        // and −0 on every rank must stay −0, as in the in-process reference.
+        float[][] f = [new float[n], new float[n], new float[n]];
+        for (int i = 0; i < n; i++)
+        {
+            (f[0][i], f[1][i], f[2][i]) = (i % 3) switch { 0 => (1e8f, -1e8f, 1f), 1 => (-0f, -0f, -0f), _ => (0.1f * i, 3e7f, -3e7f) };
+        }
         static byte[] Bytes(float[] v, int from, int count) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan(from, count)).ToArray();
 
-        hub.ContributeChunk(0, h, 0, Bytes(a, 0, 6));
-        Assert.Empty(ranges);                               // rank 1 has sent nothing yet
-        hub.ContributeChunk(1, h, 0, Bytes(b, 0, 4));
-        Assert.Equal([(0, 4)], ranges);                     // both have values 0..3
-        hub.ContributeChunk(1, h, 4, Bytes(b, 4, 6));
-        Assert.Equal([(0, 4), (4, 2)], ranges);             // rank 0 limits it to 0..5
-        Assert.Null(final);
-        hub.ContributeChunk(0, h, 6, Bytes(a, 6, 4));
-        Assert.Equal([(0, 4), (4, 2), (6, 4)], ranges);
-        Assert.Equal(Enumerable.Range(0, 10).Select(i => a[i] + b[i]), final!);
+        hub.ContributeChunk(0, h, 0, Bytes(f[0], 0, 20));
+        hub.ContributeChunk(1, h, 0, Bytes(f[1], 0, 5));
+        Assert.Empty(ranges);                               // rank 2 has sent nothing yet
+        hub.ContributeChunk(2, h, 0, Bytes(f[2], 0, 18));
+        Assert.Equal([(0, 5)], ranges);                     // all three have values 0..4
+        hub.ContributeChunk(1, h, 5, Bytes(f[1], 5, n - 5));
+        Assert.Equal([(0, 5), (5, 13)], ranges);            // rank 2 limits it to 0..17
+        hub.ContributeChunk(2, h, 18, Bytes(f[2], 18, n - 18));
+        hub.ContributeChunk(0, h, 20, Bytes(f[0], 20, n - 20));
+        Assert.Equal([(0, 5), (5, 13), (18, 2), (20, 9)], ranges);
+
+        // Bit for bit the in-process reference (InProcessGroup, which the equivalence tests trust).
+        var group = new InProcessGroup(3);
+        using var cpu = new Core.Backends.Cpu.CpuBackend(1);
+        var grads = f.Select(v =>
+        {
+            var t = cpu.Allocate(n);
+            cpu.Upload(v, t);
+            return new Parameter("g", cpu.Allocate(n), t);
+        }).ToArray();
+        var ranks = Enumerable.Range(0, 3).Select(r => new Thread(() => group.Members[r].WithBackend(cpu).SumGradients([grads[r]]))).ToList();
+        ranks.ForEach(t => t.Start());
+        ranks.ForEach(t => t.Join());
+        var expected = new float[n];
+        cpu.Download(grads[0].Grad, expected);
+        Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), final!.Select(BitConverter.SingleToInt32Bits));
+        Assert.Equal(1f, final![0]);
+        Assert.True(float.IsNegative(final[1]));
     }
 
     [Fact]

@@ -16,15 +16,20 @@ namespace BnDist.Integration.Tests;
 /// </summary>
 public sealed class MalformedMessageTests
 {
-    public static TheoryData<string> Malformations => ["no header", "negative length", "fewer values than its header", "another run id",
-        "an unknown kind", "float64 values for gradients", "a chunk that is not whole floats", "an empty message", "a hello for another rank"];
-
     [Theory]
-    [MemberData(nameof(Malformations))]
-    public async Task A_malformed_message_from_a_live_client_ends_the_run_on_every_process_naming_the_rank(string malformation)
+    [InlineData("no header", "rank 1 sent a malformed operation header")]
+    [InlineData("negative length", "rank 1 sent a malformed operation header")]
+    [InlineData("fewer values than its header", "rank 1 sent 5 values for step 0 BatchNormStats layer 0")]
+    [InlineData("another run id", "rank 1 sent a malformed operation header")]
+    [InlineData("an unknown kind", "rank 1 sent a malformed operation header")]
+    [InlineData("float64 values for gradients", "rank 1 sent a malformed chunk of step 0 Gradients")] // no float32 bytes in it
+    [InlineData("a chunk that is not whole floats", "rank 1 sent a malformed chunk of step 0 Gradients")]
+    [InlineData("an empty message", "rank 1 sent a malformed message (None)")]
+    // A hello claiming another rank is refused; rank 1 then never contributes and the deadline names it.
+    [InlineData("a hello for another rank", "rank(s) 1 did not contribute")]
+    public async Task A_malformed_message_from_a_live_client_ends_the_run_on_every_process_naming_the_rank(string malformation, string reason)
     {
         var config = new TrainingConfig { Model = "mlp-paper", BatchSize = 8, Steps = 3, Evaluate = false };
-        var started = DateTime.UtcNow;
         await using var cluster = await LocalCluster.StartAsync(config, 1,
             new LocalClusterOptions { ExternalWorkers = 1, OperationTimeout = TimeSpan.FromSeconds(10) });
 
@@ -63,25 +68,19 @@ public sealed class MalformedMessageTests
             "an empty message" => new WorkerMessage(),
             _ => null,
         };
+        var sent = DateTime.UtcNow;
         if (bad is not null) await call.RequestStream.WriteAsync(bad);
 
         var outcome = await cluster.Run.Outcome.WaitAsync(TimeSpan.FromSeconds(20));
         var errors = await cluster.WorkerErrorsAsync(TimeSpan.FromSeconds(20));
         Assert.False(outcome.Succeeded);
-        // A message on rank 1's stream is blamed on rank 1 at once; a hello claiming another
-        // rank is refused, so rank 1 never contributes and the deadline names it as missing.
-        const string Rank1 = @"\brank(\(s\))? 1\b";
-        Assert.Matches(Rank1, outcome.Error!);
-        if (bad is not null)
-        {
-            // Refused on arrival, not merely timed out.
-            Assert.DoesNotContain("did not contribute", outcome.Error);
-            Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(8), $"a malformed message took {DateTime.UtcNow - started} to end the run");
-        }
+        Assert.Contains(reason, outcome.Error);
         // The honest worker (rank 0) ends with the coordinator's reason, not a hang or a bare disconnect.
         var survivor = Assert.IsType<ClusterException>(errors[0]);
-        Assert.Matches(Rank1, survivor.Message);
-        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(20), $"took {DateTime.UtcNow - started}");
+        Assert.Contains(reason, survivor.Message);
+        // Refused on arrival, not merely timed out (the deadline is 10 s).
+        var took = DateTime.UtcNow - sent;
+        Assert.True(bad is null || took < TimeSpan.FromSeconds(8), $"a malformed message took {took} to end the run");
         Assert.Equal(0, cluster.Run.CommittedSteps);
     }
 

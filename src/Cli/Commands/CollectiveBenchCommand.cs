@@ -31,7 +31,8 @@ namespace BnDist.Cli.Commands;
 /// run), then N timed operations back to back; rank 0's per-operation latency, p50 / p99 / mean.</item>
 /// <item>Gradients: per size, a float32 buffer summed through the chunked gradient path
 /// (device download and upload included, as in a step); median time, algbw = bytes/time and
-/// busbw = algbw·2(K−1)/K (nccl-tests' definition).</item>
+/// busbw = algbw·2(K−1)/K (nccl-tests' convention for a ring all-reduce, used by the peers
+/// too; through the coordinator each worker link actually carries S in and S out).</item>
 /// </list>
 /// Output: JSON lines with the fields of bench/peers (impl "bndist"), to stdout and --out.
 /// </summary>
@@ -66,7 +67,14 @@ public static class CollectiveBenchCommand
             if (o.Role is not ("driver" or "worker")) throw new UsageException($"bench collective: --role must be driver or worker, got '{o.Role}'");
             if (o.Channels.Length is < 1 or > 8 || o.Channels.Any(c => c is < 1 or > 65536))
                 throw new UsageException("bench collective: --channels takes one to eight channel counts in [1, 65536]");
-            if (o.SizesMiB.Any(s => !(s > 0) || s > 1024)) throw new UsageException("bench collective: --sizes-mib takes sizes in (0, 1024] MiB");
+            if (o.SizesMiB.Any(s => !(s >= 1.0 / (1 << 18)) || s > 1024))
+                throw new UsageException("bench collective: --sizes-mib takes sizes in [4 bytes, 1024 MiB] (in MiB)");
+            // The mlp's weights (784·C1 + C1·C2 + … + Cn·10 floats) travel in the join message.
+            long weights = 0;
+            int[] widths = [784, .. o.Channels, 10];
+            for (int i = 0; i + 1 < widths.Length; i++) weights += (long)widths[i] * widths[i + 1];
+            if (weights * sizeof(float) * 2 > WireLimits.MaxMessageBytes / 2)
+                throw new UsageException($"bench collective: --channels {string.Join(',', o.Channels)} makes an mlp of {weights:N0} weights, too large to send at join");
             return o;
         }
 
@@ -130,7 +138,11 @@ public static class CollectiveBenchCommand
             }
             var outcome = run.Outcome.WaitAsync(cancellation).GetAwaiter().GetResult();
             foreach (var w in workers)
-                if (!w.WaitForExit(TimeSpan.FromSeconds(30))) w.Kill(entireProcessTree: true);
+            {
+                if (w.WaitForExit(TimeSpan.FromSeconds(30))) continue;
+                w.Kill(entireProcessTree: true);
+                w.WaitForExit();
+            }
             var failed = workers.Select((w, r) => (w, r)).Where(x => x.w.ExitCode != 0).ToList();
             if (!outcome.Succeeded || failed.Count > 0)
             {

@@ -126,13 +126,15 @@ public sealed class InProcessGroup
             }
         }
         _doubleResult = new double[doubleCount];
-        _floatResult = new float[floatCount];
+        // Float sums start from rank 0's values, as the coordinator's hub does: ((f0 + f1) + f2) …
+        _floatResult = (float[])_floats[0]!.Clone();
         for (int r = 0; r < WorldSize; r++)
         {
             var d = _doubles[r]!;
             for (int i = 0; i < doubleCount; i++) _doubleResult[i] += d[i];
             var f = _floats[r]!;
-            for (int i = 0; i < floatCount; i++) _floatResult[i] += f[i];
+            if (r > 0)
+                for (int i = 0; i < floatCount; i++) _floatResult[i] += f[i];
             _doubles[r] = null;
             _floats[r] = null;
         }
