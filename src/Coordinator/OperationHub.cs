@@ -30,6 +30,12 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
     private readonly object _gate = new();
     private readonly Dictionary<long, Operation> _pending = [];
     private readonly long[] _nextSequence = new long[worldSize];
+    // Gradient buffers, reused from one gradient operation to the next (they are tens of MiB:
+    // allocating them per step cost page faults and zeroing). Safe to reuse: the next gradient
+    // operation reduces nothing before every rank has sent a chunk of it, which a rank does only
+    // after it has received the whole previous sum, so no answer still reads the old one.
+    private readonly float[]?[] _rankFloats = new float[worldSize][];
+    private float[]? _floatSum;
     private string? _failure;
 
     public int WorldSize => worldSize;
@@ -99,7 +105,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
             }
             var op = Open(rank, header);
             if (op is null) return;
-            var buffer = op.Floats[rank] ??= new float[header.Length];
+            var buffer = op.Floats[rank] ??= Reuse(ref _rankFloats[rank], header.Length);
             if (offset != op.Received[rank] || offset + count > header.Length)
             {
                 Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
@@ -174,13 +180,16 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         for (int r = 0; r < worldSize; r++) ready = Math.Min(ready, op.Received[r]);
         int from = op.ReducedUpTo;
         if (ready <= from) return;
-        var sum = op.FloatSum ??= new float[op.Header.Length];
+        var sum = op.FloatSum ??= Reuse(ref _floatSum, op.Header.Length);
         var target = sum.AsSpan(from, ready - from);
         op.Floats[0]!.AsSpan(from, ready - from).CopyTo(target);
         for (int r = 1; r < worldSize; r++) AddTo(target, op.Floats[r]!.AsSpan(from, ready - from));
         op.ReducedUpTo = ready;
         reduced?.Invoke(op.Header, sum, from, ready - from);
     }
+
+    private static float[] Reuse(ref float[]? buffer, int length) =>
+        buffer is not null && buffer.Length == length ? buffer : buffer = new float[length];
 
     /// <summary>target[i] += source[i], elementwise (the same rounding as the scalar loop).</summary>
     private static void AddTo(Span<float> target, ReadOnlySpan<float> source)
