@@ -28,7 +28,7 @@ public static class CoordinatorCommand
         if (outcome is null) return 130;
         ClusterProgress.PrintBreakdown(run);
         System.Console.WriteLine(outcome.Succeeded
-            ? $"done: {outcome.CommittedSteps} steps; test accuracy {outcome.TestAccuracy:F4}" + (outcome.Checkpoint is null ? "" : $"; saved {outcome.Checkpoint}")
+            ? $"done: {outcome.CommittedSteps} steps; {(double.IsNaN(outcome.TestAccuracy) ? "not evaluated" : $"test accuracy {outcome.TestAccuracy:F4}")}" + (outcome.Checkpoint is null ? "" : $"; saved {outcome.Checkpoint}")
             : $"failed: {outcome.Error}");
         return outcome.Succeeded ? 0 : 1;
     }

@@ -73,7 +73,7 @@ public static class LaunchCommand
                     (failed.Count > 0 ? $" (worker exit codes: {string.Join(", ", failed.Select(f => $"rank {f.r}: {f.w.ExitCode}"))})" : ""));
                 return 1;
             }
-            System.Console.WriteLine($"done: {outcome.CommittedSteps} steps; test accuracy {outcome.TestAccuracy:F4}" +
+            System.Console.WriteLine($"done: {outcome.CommittedSteps} steps; {(double.IsNaN(outcome.TestAccuracy) ? "not evaluated" : $"test accuracy {outcome.TestAccuracy:F4}")}" +
                                      (outcome.Checkpoint is null ? "" : $"; saved {outcome.Checkpoint}"));
             return 0;
         }
