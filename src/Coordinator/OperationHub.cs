@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Numerics;
 using BnDist.Core.Collectives;
 
 namespace BnDist.Coordinator;
@@ -183,22 +182,13 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         var sum = op.FloatSum ??= Reuse(ref _floatSum, op.Header.Length);
         var target = sum.AsSpan(from, ready - from);
         op.Floats[0]!.AsSpan(from, ready - from).CopyTo(target);
-        for (int r = 1; r < worldSize; r++) AddTo(target, op.Floats[r]!.AsSpan(from, ready - from));
+        for (int r = 1; r < worldSize; r++) FloatSums.AddTo(target, op.Floats[r]!.AsSpan(from, ready - from));
         op.ReducedUpTo = ready;
         reduced?.Invoke(op.Header, sum, from, ready - from);
     }
 
     private static float[] Reuse(ref float[]? buffer, int length) =>
         buffer is not null && buffer.Length == length ? buffer : buffer = new float[length];
-
-    /// <summary>target[i] += source[i], elementwise (the same rounding as the scalar loop).</summary>
-    private static void AddTo(Span<float> target, ReadOnlySpan<float> source)
-    {
-        int i = 0;
-        for (; i <= target.Length - Vector<float>.Count; i += Vector<float>.Count)
-            (new Vector<float>(target[i..]) + new Vector<float>(source[i..])).CopyTo(target[i..]);
-        for (; i < target.Length; i++) target[i] += source[i];
-    }
 
     /// <summary>Sums in rank order; the wait of each rank is the time from its arrival to the last one's.</summary>
     private CompletedOperation Reduce(Operation op)
