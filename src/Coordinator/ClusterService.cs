@@ -19,7 +19,8 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
     {
         if (string.IsNullOrWhiteSpace(request.WorkerId)) throw Invalid("join: worker_id is empty");
         var d = request.Dataset ?? throw Invalid($"join: worker '{request.WorkerId}' sent no dataset fingerprint");
-        var ticket = new JoinTicket(request.WorkerId, request.Device, request.ProtocolVersion, d.TrainCount, d.TestCount, d.TrainLabelsHash);
+        var ticket = new JoinTicket(request.WorkerId, request.Device, request.ProtocolVersion, d.TrainCount, d.TestCount, d.TrainLabelsHash,
+            request.DataEndpoint);
         JoinResult joined;
         try
         {
@@ -45,6 +46,7 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
             StartStep = joined.StartStep,
             LearningRate = joined.LearningRate,
             OperationTimeoutMs = (int)joined.OperationTimeout.TotalMilliseconds,
+            RingEndpoints = { joined.RingEndpoints },
         };
     }
 

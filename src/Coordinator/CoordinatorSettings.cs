@@ -53,6 +53,13 @@ public sealed class CoordinatorSettings
     /// </summary>
     public bool InlineIo { get; set; } = Environment.GetEnvironmentVariable("BNDIST_INLINE_IO") != "0";
 
+    /// <summary>
+    /// How gradients are summed: "ring" (default: directly between the workers, a ring
+    /// all-reduce over TCP, the coordinator carrying none of the bytes) or "hub" (through the
+    /// coordinator's Collective streams, summed in rank order).
+    /// </summary>
+    public string GradientPath { get; set; } = "ring";
+
     /// <summary>The run token; every call must carry it (null: no authentication).</summary>
     public string? Token { get; set; }
 
@@ -65,6 +72,7 @@ public sealed class CoordinatorSettings
         if (CheckpointEvery < 0) throw new ArgumentException("--checkpoint-every must be ≥ 0");
         if (CheckpointEvery > 0 && CheckpointDirectory is null) throw new ArgumentException("--checkpoint-every needs --checkpoint-dir");
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume exclude each other");
+        if (GradientPath is not ("ring" or "hub")) throw new ArgumentException($"--gradient-path expects ring or hub, got '{GradientPath}'");
         Training.Validate();
         return this;
     }

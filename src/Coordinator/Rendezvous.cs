@@ -1,7 +1,8 @@
 namespace BnDist.Coordinator;
 
 /// <summary>Who a worker says it is when it joins.</summary>
-public sealed record JoinTicket(string WorkerId, string Device, int ProtocolVersion, int TrainCount, int TestCount, ulong LabelsHash);
+public sealed record JoinTicket(string WorkerId, string Device, int ProtocolVersion, int TrainCount, int TestCount, ulong LabelsHash,
+    string DataEndpoint = "");
 
 /// <summary>The world once everyone has joined: ranks in the order of the workers' ids.</summary>
 public sealed record World(IReadOnlyList<JoinTicket> Members)

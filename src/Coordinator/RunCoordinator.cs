@@ -14,7 +14,7 @@ namespace BnDist.Coordinator;
 
 /// <summary>What a worker receives when the world is complete.</summary>
 public sealed record JoinResult(string RunId, int Rank, int WorldSize, string ConfigJson, byte[] InitialState,
-    long StartStep, double LearningRate, TimeSpan OperationTimeout);
+    long StartStep, double LearningRate, TimeSpan OperationTimeout, IReadOnlyList<string> RingEndpoints);
 
 /// <summary>One committed step, as the coordinator saw it.</summary>
 public sealed record StepSummary(long Step, long TotalSteps, int Epoch, double Loss, double Accuracy, double LearningRate,
@@ -115,10 +115,11 @@ public sealed partial class RunCoordinator : IDisposable
         StartRun(world);
         int rank = world.RankOf(ticket.WorkerId);
         return new JoinResult(RunId, rank, world.Size, JsonSerializer.Serialize(_settings.Training), _initialState!,
-            _startStep, _schedule!.At(_startStep), OperationTimeout);
+            _startStep, _schedule!.At(_startStep), OperationTimeout, _ringEndpoints);
     }
 
     private byte[]? _initialState;
+    private IReadOnlyList<string> _ringEndpoints = [];
 
     private void StartRun(World world)
     {
@@ -140,6 +141,7 @@ public sealed partial class RunCoordinator : IDisposable
             _timings = new double[world.Size, 4];
             _hub = new OperationHub(world.Size, OperationTimeout, Completed, Abort, ChunkReduced);
             _lastCommitAt = Stopwatch.GetTimestamp();
+            _ringEndpoints = RingOf(world);
         }
         _logger.LogInformation("Run {RunId}: {World} workers ({Ranks}); {Steps} steps of global batch {Batch}, {PerEpoch} per epoch",
             RunId, world.Size, string.Join(", ", world.Members.Select((m, r) => $"rank {r} = {m.WorkerId} on {m.Device}")),
@@ -157,6 +159,22 @@ public sealed partial class RunCoordinator : IDisposable
             _streamOpened[rank] = true;
             return null;
         }
+    }
+
+    /// <summary>
+    /// The gradient ring's endpoints by rank, when the settings ask for a ring, there are two
+    /// ranks or more and every one offered an endpoint; else none (gradients through the hub).
+    /// </summary>
+    private IReadOnlyList<string> RingOf(World world)
+    {
+        if (_settings.GradientPath != "ring" || world.Size < 2) return [];
+        if (world.Members.Any(m => string.IsNullOrEmpty(m.DataEndpoint)))
+        {
+            _logger.LogWarning("Gradients go through the coordinator: {Workers} offered no ring endpoint",
+                string.Join(", ", world.Members.Where(m => string.IsNullOrEmpty(m.DataEndpoint)).Select(m => m.WorkerId)));
+            return [];
+        }
+        return [.. world.Members.Select(m => m.DataEndpoint)];
     }
 
     /// <summary>The messages for one rank's stream; completes when the run ends.</summary>

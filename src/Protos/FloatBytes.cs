@@ -11,8 +11,11 @@ namespace BnDist.Protos;
 /// </summary>
 public static class FloatBytes
 {
-    public static ByteString Wrap(float[] values, int offset, int count) =>
-        UnsafeByteOperations.UnsafeWrap(new Manager(values).Memory.Slice(offset * sizeof(float), count * sizeof(float)));
+    public static ByteString Wrap(float[] values, int offset, int count) => UnsafeByteOperations.UnsafeWrap(AsMemory(values, offset, count));
+
+    /// <summary>Values [offset, offset + count) of a float array as bytes, without a copy (for socket I/O).</summary>
+    public static Memory<byte> AsMemory(float[] values, int offset, int count) =>
+        new Manager(values).Memory.Slice(offset * sizeof(float), count * sizeof(float));
 
     private sealed class Manager(float[] values) : MemoryManager<byte>
     {

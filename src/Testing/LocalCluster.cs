@@ -47,6 +47,9 @@ public sealed record LocalClusterOptions
     /// returns without waiting for the world to be complete.
     /// </summary>
     public int ExternalWorkers { get; init; }
+
+    /// <summary>"ring" (default: gradients summed between the workers) or "hub" (through the coordinator).</summary>
+    public string GradientPath { get; init; } = "ring";
 }
 
 /// <summary>What every process of a finished run ended with.</summary>
@@ -101,6 +104,7 @@ public sealed class LocalCluster : IAsyncDisposable
             JoinTimeoutSeconds = options.JoinTimeout.TotalSeconds,
             CheckpointDirectory = options.CheckpointDirectory,
             CheckpointEvery = options.CheckpointEvery,
+            GradientPath = options.GradientPath,
         };
         var host = CoordinatorServices.Build(settings, logging =>
         {

@@ -51,11 +51,26 @@ public sealed class ClusterConnection : IAsyncDisposable
             var client = new Cluster.ClusterClient(channel);
             var headers = new Metadata();
             if (settings.Token is not null) headers.Add(RunToken.Header, RunToken.Scheme + settings.Token);
-            var join = await JoinAsync(settings, client, headers, train, test, backend.Name, logger, cancellation);
+            // The ring listener is open before the join, so a neighbour can connect as soon as it knows the world.
+            using var listener = TcpRing.Listen(settings.AdvertisedHost(), out string endpoint);
+            var join = await JoinAsync(settings, client, headers, train, test, backend.Name, endpoint, logger, cancellation);
             var config = JsonSerializer.Deserialize<TrainingConfig>(join.ConfigJson)
                 ?? throw new ClusterException("the coordinator sent no run configuration");
-            var collective = new GrpcCollective(client, headers, join.RunId, join.Rank, join.WorldSize,
-                TimeSpan.FromMilliseconds(join.OperationTimeoutMs), backend, cancellation) { NextLearningRate = join.LearningRate };
+            var timeout = TimeSpan.FromMilliseconds(join.OperationTimeoutMs);
+            var collective = new GrpcCollective(client, headers, join.RunId, join.Rank, join.WorldSize, timeout, backend, cancellation)
+                { NextLearningRate = join.LearningRate };
+            if (join.RingEndpoints.Count > 0)
+            {
+                try
+                {
+                    collective.Ring = await TcpRing.ConnectAsync(listener, join.Rank, join.RingEndpoints, join.RunId, settings.Token, timeout, cancellation);
+                }
+                catch
+                {
+                    await collective.DisposeAsync();
+                    throw;
+                }
+            }
             return new ClusterConnection(channel, join, config, collective);
         }
         catch
@@ -72,7 +87,7 @@ public sealed class ClusterConnection : IAsyncDisposable
     }
 
     private static async Task<JoinReply> JoinAsync(WorkerSettings settings, Cluster.ClusterClient client, Metadata headers, Dataset train,
-        Dataset test, string device, ILogger logger, CancellationToken cancellation)
+        Dataset test, string device, string dataEndpoint, ILogger logger, CancellationToken cancellation)
     {
         var request = new JoinRequest
         {
@@ -80,6 +95,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             Device = device,
             ProtocolVersion = WireLimits.ProtocolVersion,
             Dataset = new DatasetFingerprint { TrainCount = train.Count, TestCount = test.Count, TrainLabelsHash = LabelsHash(train) },
+            DataEndpoint = dataEndpoint,
         };
         // The coordinator may not be up yet (a cluster starting together): retry briefly while unreachable.
         var giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(30);

@@ -60,6 +60,9 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     /// <summary>Seconds spent summing gradients since the start.</summary>
     public double GradientSeconds { get; private set; }
 
+    /// <summary>The gradient ring between the workers, when the run has one; else gradients go through the coordinator.</summary>
+    public TcpRing? Ring { get; set; }
+
     /// <summary>Checkpoints the coordinator reported as written (step, path).</summary>
     public List<(long Step, string Path)> SavedCheckpoints { get; } = [];
 
@@ -103,6 +106,20 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             _backend.Download(p.Grad, _flat.AsSpan(at, p.Grad.Length));
             at += p.Grad.Length;
         }
+        if (Ring is not null) Ring.AllReduce(_flat, total, _step);
+        else SumThroughCoordinator(total);
+        at = 0;
+        foreach (var p in parameters)
+        {
+            _backend.Upload(_flat.AsSpan(at, p.Grad.Length), p.Grad);
+            at += p.Grad.Length;
+        }
+        GradientSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>The hub path: this rank's gradients to the coordinator in chunks; the sum back in chunks.</summary>
+    private void SumThroughCoordinator(int total)
+    {
         var header = Header(CollectiveKind.Gradients, -1, total);
         for (int offset = 0; offset < total; offset += WireLimits.FloatChunk)
         {
@@ -119,13 +136,6 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             MemoryMarshal.Cast<byte, float>(chunk.Floats.Span).CopyTo(_flat.AsSpan(received, count));
             received += count;
         }
-        at = 0;
-        foreach (var p in parameters)
-        {
-            _backend.Upload(_flat.AsSpan(at, p.Grad.Length), p.Grad);
-            at += p.Grad.Length;
-        }
-        GradientSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
     /// <summary>Ends this rank's stream and waits for the coordinator to close the run.</summary>
@@ -138,6 +148,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
 
     public ValueTask DisposeAsync()
     {
+        Ring?.Dispose();
         _call.Dispose();
         _deadline.Dispose();
         return ValueTask.CompletedTask;

@@ -24,6 +24,21 @@ public sealed class WorkerSettings
     /// <summary>Directory of the IDX files (null: the embedded subset).</summary>
     public string? Data { get; set; }
 
+    /// <summary>
+    /// The host name or address other workers reach this one at for the gradient ring (null:
+    /// 127.0.0.1 when the coordinator is on loopback, else this machine's host name).
+    /// </summary>
+    public string? AdvertiseHost { get; set; }
+
+    /// <summary>The ring endpoint's host: <see cref="AdvertiseHost"/>, or derived from where the coordinator is.</summary>
+    public string AdvertisedHost()
+    {
+        if (!string.IsNullOrWhiteSpace(AdvertiseHost)) return AdvertiseHost.Trim();
+        var host = new Uri(Coordinator).Host;
+        bool loopback = host == "localhost" || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
+        return loopback ? "127.0.0.1" : System.Net.Dns.GetHostName();
+    }
+
     /// <summary>The run token (null: none sent).</summary>
     public string? Token { get; set; }
 

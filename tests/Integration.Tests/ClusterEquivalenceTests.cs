@@ -15,17 +15,19 @@ public sealed class ClusterEquivalenceTests(ITestOutputHelper output)
     private static readonly Dataset Data = Dataset.Load(Dataset.DefaultDirectory(), train: true);
 
     [Theory]
-    [InlineData(1, 22)]
-    [InlineData(2, 22)]
-    [InlineData(3, 22)]
-    [InlineData(4, 22)]
-    [InlineData(3, 3)]   // one sample per worker
-    [InlineData(2, 4)]   // two samples per worker
-    [InlineData(4, 3)]   // a global batch smaller than K: rank 3's shards are empty
-    public async Task K_workers_over_grpc_equal_one_process_on_the_concatenated_batch(int k, int batch)
+    [InlineData(1, 22, "ring")]
+    [InlineData(2, 22, "ring")]
+    [InlineData(3, 22, "ring")]
+    [InlineData(4, 22, "ring")]
+    [InlineData(3, 3, "ring")]   // one sample per worker
+    [InlineData(2, 4, "ring")]   // two samples per worker
+    [InlineData(4, 3, "ring")]   // a global batch smaller than K: rank 3's shards are empty
+    [InlineData(3, 22, "hub")]   // gradients through the coordinator instead of the ring
+    [InlineData(4, 3, "hub")]
+    public async Task K_workers_over_grpc_equal_one_process_on_the_concatenated_batch(int k, int batch, string gradientPath)
     {
         var config = new TrainingConfig { Model = "convnet", BatchSize = batch, Steps = 5, Seed = 5, LearningRate = 0.05, Evaluate = false };
-        await using var cluster = await LocalCluster.StartAsync(config, k);
+        await using var cluster = await LocalCluster.StartAsync(config, k, new LocalClusterOptions { GradientPath = gradientPath });
         var result = await cluster.WaitAsync();
         Assert.True(result.Coordinator.Succeeded, result.Coordinator.Error);
         Assert.Equal(5, result.Coordinator.CommittedSteps);

@@ -8,6 +8,8 @@ internal static class ClusterOptions
     public const string Help = """
           --workers K                  world size (default 2)
           --sync-bn on|off             off: each worker normalizes with its own shard (plain DDP)
+          --gradient-path ring|hub     ring (default): gradients summed directly between the workers over TCP;
+                                       hub: through the coordinator, in rank order
           --timeout S                  seconds any rank may wait for the others in one operation (default 60)
           --join-timeout S             seconds to wait for all workers to join (default 120)
           --checkpoint-dir DIR         write checkpoint.safetensors here
@@ -26,6 +28,7 @@ internal static class ClusterOptions
             Workers = a.Int("workers", 2, min: 1),
             Training = train.Config with { SyncBatchNorm = sync == "on" },
             OperationTimeoutSeconds = a.Double("timeout", 60),
+            GradientPath = a.String("gradient-path", "ring")!,
             JoinTimeoutSeconds = a.Double("join-timeout", 120),
             CheckpointDirectory = a.String("checkpoint-dir"),
             CheckpointEvery = a.Long("checkpoint-every", 0, min: 0),

@@ -11,7 +11,9 @@ public static class WorkerCommand
     {
         if (args.Help)
         {
-            System.Console.WriteLine("usage: bndist worker --coordinator URL [--worker-id ID] [--device D] [--threads N] [--data DIR] [--token-file FILE]");
+            System.Console.WriteLine("usage: bndist worker --coordinator URL [--worker-id ID] [--device D] [--threads N] [--data DIR] [--token-file FILE] [--advertise HOST]\n\n" +
+                "  --advertise HOST   where the other workers reach this one for the gradient ring (default: 127.0.0.1 with a\n" +
+                "                     coordinator on loopback, else this host's name)");
             return 0;
         }
         var settings = new WorkerSettings
@@ -19,6 +21,7 @@ public static class WorkerCommand
             Coordinator = args.String("coordinator") ?? throw new UsageException("worker: --coordinator URL is required"),
             Device = args.String("device", "auto"),
             Threads = args.Int("threads", 0, min: 0),
+            AdvertiseHost = args.String("advertise"),
             Data = args.String("data"),
             Token = Protos.RunToken.Resolve(args.String("token-file")),
         };

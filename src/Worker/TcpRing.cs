@@ -1,0 +1,271 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using BnDist.Core.Collectives;
+using BnDist.Protos;
+
+namespace BnDist.Worker;
+
+/// <summary>
+/// The gradient data plane: a ring of TCP connections between the workers (rank r connects to
+/// r + 1 and accepts r − 1) and the ring all-reduce over it, as NCCL and gloo do it: the buffer
+/// is cut into K segments; K − 1 reduce-scatter steps pass partial sums around the ring, then
+/// K − 1 all-gather steps pass the finished segments. Each worker sends and receives
+/// 2·(K − 1)/K of the buffer, whatever K, and the coordinator carries none of it.
+/// <para>
+/// The sums: segment j is the left fold ((f_j + f_{j+1}) + …) + f_{j−1} of the ranks' values,
+/// vectorized (<see cref="FloatSums.AddFirst"/>) — deterministic, and the all-gather copies the
+/// finished bits, so every rank holds the same result. (Segment 0 is in rank order; the others
+/// start at their own rank, so the hub's rank-order sums and the ring's differ in the last bits.)
+/// </para>
+/// <para>
+/// Each connection begins with a handshake: the connecting rank sends a magic number, its rank
+/// and HMAC-SHA256(run token, "bndist-ring/run/rank"); anything else is closed unanswered. Every
+/// send and receive has the operation deadline; a neighbour that vanishes or stalls ends the
+/// call with a <see cref="ClusterException"/> naming it.
+/// </para>
+/// </summary>
+public sealed class TcpRing : IDisposable
+{
+    private const uint Magic = 0x524E4442; // "BDNR"
+    private const int HelloBytes = 4 + 4 + 32;
+
+    private readonly Socket _next, _prev;
+    private readonly TimeSpan _timeout;
+    private CancellationTokenSource _sendDeadline = new();
+    private float[] _incoming = [];
+
+    private TcpRing(int rank, int world, Socket next, Socket prev, TimeSpan timeout)
+    {
+        (Rank, WorldSize, _next, _prev, _timeout) = (rank, world, next, prev, timeout);
+        foreach (var s in new[] { next, prev })
+        {
+            s.NoDelay = true;
+            s.ReceiveTimeout = s.SendTimeout = (int)Math.Min(int.MaxValue, timeout.TotalMilliseconds);
+            s.ReceiveBufferSize = s.SendBufferSize = 4 << 20;
+        }
+    }
+
+    public int Rank { get; }
+
+    public int WorldSize { get; }
+
+    private int Next => (Rank + 1) % WorldSize;
+
+    private int Prev => (Rank + WorldSize - 1) % WorldSize;
+
+    /// <summary>
+    /// A listening socket for the ring connection of rank − 1, on an ephemeral port, and the
+    /// endpoint to advertise: <paramref name="host"/>:port. A loopback host binds loopback only.
+    /// </summary>
+    public static Socket Listen(string host, out string endpoint)
+    {
+        bool loopback = host == "localhost" || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            listener.Bind(new IPEndPoint(loopback ? IPAddress.Loopback : IPAddress.Any, 0));
+            listener.Listen(8);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+        endpoint = $"{host}:{((IPEndPoint)listener.LocalEndPoint!).Port}";
+        return listener;
+    }
+
+    /// <summary>Forms this rank's part of the ring: connects to rank + 1, accepts rank − 1 on <paramref name="listener"/>.</summary>
+    public static async Task<TcpRing> ConnectAsync(Socket listener, int rank, IReadOnlyList<string> endpoints, string runId, string? token,
+        TimeSpan timeout, CancellationToken cancellation)
+    {
+        int world = endpoints.Count;
+        int next = (rank + 1) % world, prev = (rank + world - 1) % world;
+        byte[] key = Encoding.UTF8.GetBytes(token ?? "");
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        deadline.CancelAfter(timeout);
+        var accept = AcceptAsync(listener, rank, prev, Tag(key, runId, prev), deadline.Token);
+        var connect = ConnectAsync(endpoints[next], rank, next, Tag(key, runId, rank), deadline.Token);
+        try
+        {
+            await Task.WhenAll(accept, connect);
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException)
+        {
+            if (accept.IsCompletedSuccessfully) accept.Result.Dispose();
+            if (connect.IsCompletedSuccessfully) connect.Result.Dispose();
+            cancellation.ThrowIfCancellationRequested();
+            string what = !accept.IsCompletedSuccessfully ? $"rank {prev} did not connect to it" : $"it could not reach rank {next} at {endpoints[next]}";
+            throw new ClusterException($"rank {rank}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what} ({e.Message})", e);
+        }
+        return new TcpRing(rank, world, connect.Result, accept.Result, timeout);
+    }
+
+    /// <summary>Sums <paramref name="data"/>[0, length) over the ring's ranks, in place; every rank ends with the same bits.</summary>
+    public void AllReduce(float[] data, int length, long step)
+    {
+        if (WorldSize == 1 || length == 0) return;
+        int longest = (length + WorldSize - 1) / WorldSize;
+        if (_incoming.Length < longest) _incoming = new float[longest];
+        try
+        {
+            for (int s = 0; s < WorldSize - 1; s++)
+                Exchange(data, length, send: Mod(Rank - s), receive: Mod(Rank - s - 1), add: true);
+            for (int s = 0; s < WorldSize - 1; s++)
+                Exchange(data, length, send: Mod(Rank + 1 - s), receive: Mod(Rank - s), add: false);
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // A broken ring is not used again: closing both connections now makes the failure
+            // travel around the ring at once instead of at each rank's deadline.
+            Dispose();
+            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e)}", e);
+        }
+    }
+
+    public void Dispose()
+    {
+        _next.Dispose();
+        _prev.Dispose();
+        _sendDeadline.Dispose();
+    }
+
+    /// <summary>Sends segment <paramref name="send"/> to rank + 1 while receiving segment <paramref name="receive"/> from rank − 1.</summary>
+    private void Exchange(float[] data, int length, int send, int receive, bool add)
+    {
+        var (s0, s1) = Segment(send, length);
+        var (r0, r1) = Segment(receive, length);
+        _sendDeadline.CancelAfter(_timeout);
+        var sending = SendAllAsync(FloatBytes.AsMemory(data, s0, s1 - s0), _sendDeadline.Token);
+        try
+        {
+            var target = add ? _incoming.AsSpan(0, r1 - r0) : data.AsSpan(r0, r1 - r0);
+            ReceiveAll(MemoryMarshal.AsBytes(target));
+            if (add) FloatSums.AddFirst(_incoming.AsSpan(0, r1 - r0), data.AsSpan(r0, r1 - r0));
+        }
+        finally
+        {
+            sending.AsTask().GetAwaiter().GetResult();
+            if (!_sendDeadline.TryReset())
+            {
+                _sendDeadline.Dispose();
+                _sendDeadline = new CancellationTokenSource();
+            }
+        }
+    }
+
+    private async ValueTask SendAllAsync(Memory<byte> bytes, CancellationToken cancellation)
+    {
+        while (bytes.Length > 0)
+        {
+            int sent = await _next.SendAsync(bytes, SocketFlags.None, cancellation);
+            bytes = bytes[sent..];
+        }
+    }
+
+    private void ReceiveAll(Span<byte> bytes)
+    {
+        while (bytes.Length > 0)
+        {
+            int received = _prev.Receive(bytes);
+            if (received == 0) throw new IOException($"rank {Prev} closed its ring connection");
+            bytes = bytes[received..];
+        }
+    }
+
+    private (int Start, int End) Segment(int index, int length) =>
+        ((int)((long)length * index / WorldSize), (int)((long)length * (index + 1) / WorldSize));
+
+    private int Mod(int i) => ((i % WorldSize) + WorldSize) % WorldSize;
+
+    private string Describe(Exception e) => e switch
+    {
+        SocketException { SocketErrorCode: SocketError.TimedOut } or OperationCanceledException =>
+            $"no progress with rank {Prev} or rank {Next} within {_timeout.TotalSeconds:0.#} s",
+        _ => $"{e.Message} (neighbours rank {Prev} and rank {Next})",
+    };
+
+    private static byte[] Tag(byte[] key, string runId, int rank) =>
+        HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"bndist-ring/{runId}/{rank}"));
+
+    private static async Task<Socket> ConnectAsync(string endpoint, int rank, int next, byte[] tag, CancellationToken cancellation)
+    {
+        int colon = endpoint.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out int port))
+            throw new IOException($"rank {next}'s ring endpoint '{endpoint}' is not host:port");
+        string host = endpoint[..colon];
+        while (true)
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(host, port, cancellation);
+                var hello = new byte[HelloBytes];
+                BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
+                BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
+                tag.CopyTo(hello, 8);
+                await socket.SendAsync(hello, SocketFlags.None, cancellation);
+                var answer = new byte[8];
+                await ReceiveExactlyAsync(socket, answer, cancellation);
+                if (BinaryPrimitives.ReadUInt32LittleEndian(answer) != Magic || BinaryPrimitives.ReadInt32LittleEndian(answer.AsSpan(4)) != next)
+                    throw new IOException($"{endpoint} is not rank {next}'s ring endpoint");
+                return socket;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && !cancellation.IsCancellationRequested)
+            {
+                socket.Dispose();
+                await Task.Delay(100, cancellation);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Accepts until rank <paramref name="prev"/> shows the right tag; anyone else is closed unanswered.</summary>
+    private static async Task<Socket> AcceptAsync(Socket listener, int rank, int prev, byte[] tag, CancellationToken cancellation)
+    {
+        while (true)
+        {
+            var socket = await listener.AcceptAsync(cancellation);
+            try
+            {
+                var hello = new byte[HelloBytes];
+                await ReceiveExactlyAsync(socket, hello, cancellation);
+                bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == Magic &&
+                             BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)) == prev &&
+                             CryptographicOperations.FixedTimeEquals(hello.AsSpan(8), tag);
+                if (valid)
+                {
+                    var answer = new byte[8];
+                    BinaryPrimitives.WriteUInt32LittleEndian(answer, Magic);
+                    BinaryPrimitives.WriteInt32LittleEndian(answer.AsSpan(4), rank);
+                    await socket.SendAsync(answer, SocketFlags.None, cancellation);
+                    socket.NoDelay = true;
+                    return socket;
+                }
+            }
+            catch (Exception e) when (e is SocketException or IOException)
+            {
+                // a connection that broke during its handshake is not our neighbour
+            }
+            socket.Dispose();
+        }
+    }
+
+    private static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken cancellation)
+    {
+        while (buffer.Length > 0)
+        {
+            int n = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellation);
+            if (n == 0) throw new IOException("the connection closed during the ring handshake");
+            buffer = buffer[n..];
+        }
+    }
+}
