@@ -7,7 +7,8 @@
 #     BnDist: `bndist bench collective` (the real path: GrpcCollective → coordinator hub →
 #     running-statistics update → answer, token checked); peers: bench/peers/collectives.sh.
 #   - Gradient all-reduce: float32 buffers of SIZES MiB, REPS timed ones; median time, algbw and
-#     busbw = algbw·2(K−1)/K (nccl-tests).
+#     busbw = algbw·2(K−1)/K (nccl-tests). BnDist twice: its ring between the workers (the
+#     default; impl "bndist") and the path through the coordinator (--gradient-path hub; "bndist-hub").
 #   - The share of a convnet training step spent communicating (`bndist launch --workers K`,
 #     LAUNCH_STEPS steps of global batch 128 on the embedded data; its time breakdown).
 # Prints the merged tables (bench/peers/collectives_table.py); raw JSON lines and logs go to
@@ -38,9 +39,12 @@ dotnet build "$ROOT/src/Cli/Cli.csproj" -c Release --nologo -v q >"$OUT/build.lo
 BNDIST="$ROOT/src/Cli/bin/Release/net10.0/bndist"
 
 for K in $WORKERS; do
-    echo "== BnDist, K=$K"
+    echo "== BnDist, K=$K (BN statistics; gradients through the ring between the workers: impl bndist)"
     "$BNDIST" bench collective --workers "$K" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" \
-        --sizes-mib "$SIZES" --reps "$REPS" --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
+        --sizes-mib "$SIZES" --reps "$REPS" --gradient-path ring --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
+    echo "== BnDist, K=$K (gradients through the coordinator: impl bndist-hub)"
+    "$BNDIST" bench collective --workers "$K" --skip-stats --sizes-mib "$SIZES" --reps "$REPS" --gradient-path hub \
+        --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
 done
 
 if [[ $PEERS == 1 ]]; then

@@ -29,7 +29,7 @@ import sys
 from collections import defaultdict
 
 # Column order: ours first, then the peers, then anything else in order of appearance.
-KNOWN_IMPLS = ["bndist", "gloo", "openmpi-tcp", "openmpi-sm"]
+KNOWN_IMPLS = ["bndist", "bndist-hub", "gloo", "openmpi-tcp", "openmpi-sm"]
 
 
 def load(paths):

@@ -39,7 +39,8 @@ namespace BnDist.Cli.Commands;
 public static class CollectiveBenchCommand
 {
     private const string UsageText =
-        "bench collective [--workers K] [--channels 64,256,1024] [--ops N] [--warmup W] [--warmup-seconds S] [--sizes-mib 1,4,16,64] [--reps R] [--out FILE]";
+        "bench collective [--workers K] [--channels 64,256,1024] [--ops N] [--warmup W] [--warmup-seconds S] [--sizes-mib 1,4,16,64] [--reps R] " +
+        "[--gradient-path ring|hub] [--skip-stats] [--out FILE]";
 
     public static int Run(ArgReader args, CancellationToken cancellation)
     {
@@ -54,7 +55,7 @@ public static class CollectiveBenchCommand
     }
 
     private sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double WarmupSeconds, double[] SizesMiB, int Reps,
-        string? Out, string? Coordinator, string? TokenFile, string? WorkerId)
+        string? Out, string? Coordinator, string? TokenFile, string? WorkerId, string GradientPath, bool SkipStats)
     {
         public static Options Read(ArgReader a)
         {
@@ -62,9 +63,11 @@ public static class CollectiveBenchCommand
                 a.String("role", "driver"), a.Int("workers", 2, min: 1), Ints(a, "channels", "64,256,1024"),
                 a.Int("ops", 2000, min: 1), a.Int("warmup", 1000, min: 0), a.Double("warmup-seconds", 5),
                 Doubles(a, "sizes-mib", "1,4,16,64"), a.Int("reps", 10, min: 1),
-                a.String("out"), a.String("coordinator"), a.String("token-file"), a.String("worker-id"));
+                a.String("out"), a.String("coordinator"), a.String("token-file"), a.String("worker-id"), a.String("gradient-path", "ring")!,
+                a.Flag("skip-stats"));
             a.Finish();
             if (o.Role is not ("driver" or "worker")) throw new UsageException($"bench collective: --role must be driver or worker, got '{o.Role}'");
+            if (o.GradientPath is not ("ring" or "hub")) throw new UsageException($"bench collective: --gradient-path expects ring or hub, got '{o.GradientPath}'");
             if (o.Channels.Length is < 1 or > 8 || o.Channels.Any(c => c is < 1 or > 65536))
                 throw new UsageException("bench collective: --channels takes one to eight channel counts in [1, 65536]");
             if (o.SizesMiB.Any(s => !(s >= 1.0 / (1 << 18)) || s > 1024))
@@ -102,6 +105,7 @@ public static class CollectiveBenchCommand
             "--reps", Reps.ToString(CultureInfo.InvariantCulture),
             "--sizes-mib", string.Join(',', SizesMiB.Select(s => s.ToString(CultureInfo.InvariantCulture))),
             .. Out is null ? Array.Empty<string>() : ["--out", Path.GetFullPath(Out)],
+            .. SkipStats ? ["--skip-stats"] : Array.Empty<string>(),
         ];
     }
 
@@ -118,6 +122,7 @@ public static class CollectiveBenchCommand
                 BatchSize = o.Workers, Steps = 1, Evaluate = false,
             },
             Token = RunToken.Generate(),
+            GradientPath = o.GradientPath,
         }.Validate();
         string tokenFile = Path.Combine(Path.GetTempPath(), $"bndist-bench-{Environment.ProcessId}.token");
         RunToken.WriteFile(tokenFile, settings.Token!);
@@ -208,7 +213,7 @@ public static class CollectiveBenchCommand
         var lines = new List<string>();
         collective.BeginStep(0);
 
-        for (int layer = 0; layer < channels.Length; layer++)
+        for (int layer = 0; layer < (o.SkipStats ? 0 : channels.Length); layer++)
         {
             int c = channels[layer], n = 2 * c + 1;
             // A plausible contribution (RunningStatistics' layout): this rank's count, shifted sums, squared sums.
@@ -272,7 +277,7 @@ public static class CollectiveBenchCommand
             double median = times[o.Reps / 2], bytes = count * (double)sizeof(float), algbw = bytes / median / 1e9;
             lines.Add(JsonSerializer.Serialize(new
             {
-                impl = "bndist", kind = "gradients", workers = world, mib, bytes = (long)bytes, reps = o.Reps, median_ms = median * 1e3,
+                impl = connection.Join.RingEndpoints.Count > 0 ? "bndist" : "bndist-hub", kind = "gradients", workers = world, mib, bytes = (long)bytes, reps = o.Reps, median_ms = median * 1e3,
                 algbw_gbs = algbw, busbw_gbs = algbw * 2 * (world - 1) / world,
             }));
         }
