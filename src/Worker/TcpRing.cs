@@ -140,21 +140,25 @@ public sealed class TcpRing : IDisposable
         var (s0, s1) = Segment(send, length);
         var (r0, r1) = Segment(receive, length);
         _sendDeadline.CancelAfter(_timeout);
-        var sending = SendAllAsync(FloatBytes.AsMemory(data, s0, s1 - s0), _sendDeadline.Token);
+        var sending = SendAllAsync(FloatBytes.AsMemory(data, s0, s1 - s0), _sendDeadline.Token).AsTask();
         try
         {
             var target = add ? _incoming.AsSpan(0, r1 - r0) : data.AsSpan(r0, r1 - r0);
             ReceiveAll(MemoryMarshal.AsBytes(target));
             if (add) FloatSums.AddFirst(_incoming.AsSpan(0, r1 - r0), data.AsSpan(r0, r1 - r0));
         }
-        finally
+        catch
         {
-            sending.AsTask().GetAwaiter().GetResult();
-            if (!_sendDeadline.TryReset())
-            {
-                _sendDeadline.Dispose();
-                _sendDeadline = new CancellationTokenSource();
-            }
+            // The ring is broken: abort our send rather than wait out its deadline.
+            _next.Dispose();
+            try { sending.GetAwaiter().GetResult(); } catch (Exception) { /* the receive's failure is the one to report */ }
+            throw;
+        }
+        sending.GetAwaiter().GetResult();
+        if (!_sendDeadline.TryReset())
+        {
+            _sendDeadline.Dispose();
+            _sendDeadline = new CancellationTokenSource();
         }
     }
 
