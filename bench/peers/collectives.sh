@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # bench/peers/collectives.sh: all-reduce baselines for BnDist's gRPC collective, from PyTorch's
-# gloo backend and Open MPI, on this machine (loopback only).
+# gloo backend, Open MPI and a bare gRPC-dotnet hub, on this machine (loopback only).
 #
 # What it runs, for each K in WORKERS (default "2 4"):
+#   grpc-hub     bench/peers/GrpcHub: a bare gRPC-dotnet hub (Kestrel h2c, one bidi stream per client
+#                process, the last contribution answers all), BN statistics only: the floor under
+#                BnDist's gRPC path on this machine; warm-up WARMUP ops and WARMUP_SECONDS s
 #   gloo         bench/peers/gloo_allreduce.py: K spawned processes, gloo over TCP on 127.0.0.1
 #   openmpi-tcp  bench/out/mpi_allreduce under mpirun with --mca btl tcp,self and
 #                btl_tcp_if_include lo: loopback TCP, the fair comparison with gRPC over TCP
@@ -19,11 +22,11 @@
 # Run from the repository root (or anywhere):  bench/peers/collectives.sh
 # Knobs (environment): OPS=2000 WARMUP=1000 REPS=10 WORKERS="2 4" CHANNELS=64,256,1024
 #                      SIZES=1,4,16,64 OUT=bench/out/peers-collectives.jsonl
-#                      PEERS="gloo openmpi-tcp openmpi-sm" PYTHON=/usr/bin/python3
+#                      PEERS="grpc-hub gloo openmpi-tcp openmpi-sm" PYTHON=/usr/bin/python3 WARMUP_SECONDS=5
 #                      TIMEOUT=900 (seconds per program run)
 # A quick check:  OPS=200 WARMUP=100 REPS=3 SIZES=1,4 OUT=/tmp/peers.jsonl bench/peers/collectives.sh
 #
-# Needs Debian's python3-torch (/usr/bin/python3) for gloo, and openmpi-bin + libopenmpi-dev
+# grpc-hub needs the .NET SDK. Needs Debian's python3-torch (/usr/bin/python3) for gloo, and openmpi-bin + libopenmpi-dev
 # (mpicc, mpirun) for Open MPI; a peer whose tools are missing is skipped with a message.
 # K=4 on a 2-core machine oversubscribes the cores: mpirun gets --oversubscribe --bind-to none
 # (Open MPI then yields the CPU while polling), and any other load on the machine shows in the
@@ -35,12 +38,14 @@ cd "$ROOT"
 
 OPS=${OPS:-2000}
 WARMUP=${WARMUP:-1000}
+WARMUP_SECONDS=${WARMUP_SECONDS:-5}
 REPS=${REPS:-10}
 WORKERS=${WORKERS:-"2 4"}
 CHANNELS=${CHANNELS:-64,256,1024}
 SIZES=${SIZES:-1,4,16,64}
 OUT=${OUT:-bench/out/peers-collectives.jsonl}
-PEERS=${PEERS:-"gloo openmpi-tcp openmpi-sm"}
+PEERS=${PEERS:-"grpc-hub gloo openmpi-tcp openmpi-sm"}
+HUB_DIR=bench/out/grpc-hub
 PYTHON=${PYTHON:-/usr/bin/python3}
 TIMEOUT=${TIMEOUT:-900}
 OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-openmp
@@ -61,7 +66,7 @@ for v in CHANNELS SIZES; do
     [[ ${!v} =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "$v must be comma-separated positive integers, got '${!v}'"
 done
 for p in $PEERS; do
-    case $p in gloo|openmpi-tcp|openmpi-sm) ;; *) die "unknown peer '$p' in PEERS (gloo, openmpi-tcp, openmpi-sm)";; esac
+    case $p in grpc-hub|gloo|openmpi-tcp|openmpi-sm) ;; *) die "unknown peer '$p' in PEERS (grpc-hub, gloo, openmpi-tcp, openmpi-sm)";; esac
 done
 mkdir -p "$(dirname "$OUT")" bench/out
 
@@ -94,7 +99,17 @@ if want openmpi-tcp || want openmpi-sm; then
         have_mpi=1
     fi
 fi
-(( have_gloo || have_mpi )) || die "no peer can run (see the messages above)"
+have_hub=0
+if want grpc-hub; then
+    if ! command -v dotnet >/dev/null; then
+        note "skipping grpc-hub: no dotnet"
+    elif ! dotnet build bench/peers/GrpcHub/GrpcHub.csproj -c Release --nologo -v q -o "$HUB_DIR" >bench/out/grpc-hub.build.log 2>&1; then
+        die "building bench/peers/GrpcHub failed (bench/out/grpc-hub.build.log)"
+    else
+        have_hub=1
+    fi
+fi
+(( have_hub || have_gloo || have_mpi )) || die "no peer can run (see the messages above)"
 
 # mpirun refuses to run as root unless told; harmless for other users.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -110,6 +125,11 @@ run_mpi() {  # run_mpi IMPL K BTL-ARGS...
 
 note "OPS=$OPS WARMUP=$WARMUP REPS=$REPS WORKERS='$WORKERS' CHANNELS=$CHANNELS SIZES=$SIZES -> $OUT"
 for k in $WORKERS; do
+    if (( have_hub )); then
+        note "grpc-hub K=$k   load: $(uptime | sed 's/.*load average: //')"
+        timeout "$TIMEOUT" "$HUB_DIR/grpc-hub" --workers "$k" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" \
+            --warmup-seconds "$WARMUP_SECONDS" --out "$OUT" || die "grpc-hub K=$k failed (exit $?)"
+    fi
     if (( have_gloo )) && want gloo; then
         note "gloo K=$k   load: $(uptime | sed 's/.*load average: //')"
         LD_LIBRARY_PATH="$OPENBLAS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" OMP_NUM_THREADS=1 \

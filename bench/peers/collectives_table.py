@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Markdown tables of all-reduce results: BnDist's gRPC collective against its peers.
 
-Reads one or more JSON-lines files, as written by bench/peers/collectives.sh (impl "gloo",
-"openmpi-tcp", "openmpi-sm") and by BnDist's own benchmark (impl "bndist", same fields):
+Reads one or more JSON-lines files, as written by bench/peers/collectives.sh (impl "grpc-hub",
+"gloo", "openmpi-tcp", "openmpi-sm") and by BnDist's own benchmark (impl "bndist", same fields):
 
   {"impl", "kind": "bn-stats", "workers", "channels", "values", "ops", "warmup",
    "p50_us", "p99_us", "mean_us"}
@@ -14,8 +14,9 @@ and prints two tables:
   * BN-stats latency: one row per (K, C), per impl p50 and p99 in microseconds;
   * gradient all-reduce: one row per (K, MiB), per impl median ms and busbw GB/s;
 
-each with a column bndist/gloo (ratio of p50, resp. of median ms; > 1 means BnDist is slower)
-when both are present. Where a file holds several records of the same (impl, K, C) or
+each with ratio columns bndist/grpc-hub (BN stats only: the bare gRPC-dotnet hub, the floor of
+BnDist's gRPC path) and bndist/gloo (ratio of p50, resp. of median ms; > 1 means BnDist is
+slower) when both are present. Where a file holds several records of the same (impl, K, C) or
 (impl, K, MiB), e.g. after repeated runs appended to one file, each figure is the median over
 them and the table says so. Lines that are blank or not JSON objects are skipped with a warning.
 
@@ -29,7 +30,7 @@ import sys
 from collections import defaultdict
 
 # Column order: ours first, then the peers, then anything else in order of appearance.
-KNOWN_IMPLS = ["bndist", "bndist-hub", "gloo", "openmpi-tcp", "openmpi-sm"]
+KNOWN_IMPLS = ["bndist", "bndist-hub", "grpc-hub", "gloo", "openmpi-tcp", "openmpi-sm"]
 
 
 def load(paths):
@@ -81,16 +82,16 @@ def fmt_us(x):
     return "–" if x is None else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
 
 
-def table(group, impls, size_label, cells, ratio_field, ratio_note):
-    """Print one Markdown table. cells: [(header suffix, field, formatter)] per impl."""
+def table(group, impls, size_label, cells, ratio_field, ratio_note, baselines):
+    """Print one Markdown table. cells: [(header suffix, field, formatter)] per impl; one
+    column bndist/B per baseline impl B present (ratio of ratio_field)."""
     impls_here = [i for i in impls if any(k[0] == i for k in group)]
     if not impls_here:
         print("(no records)\n")
         return
-    ratio = "bndist" in impls_here and "gloo" in impls_here
+    ratios = [b for b in baselines if "bndist" in impls_here and b in impls_here]
     header = ["K", size_label] + [f"{i} {h}" for i in impls_here for h, _, _ in cells]
-    if ratio:
-        header.append(f"bndist/gloo ({ratio_note})")
+    header += [f"bndist/{b} ({ratio_note})" for b in ratios]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---:"] * len(header)) + "|")
     repeated = False
@@ -100,9 +101,9 @@ def table(group, impls, size_label, cells, ratio_field, ratio_note):
             recs = group.get((impl, k, size), [])
             repeated |= len(recs) > 1
             row += [f(med(recs, field)) if recs else "–" for _, field, f in cells]
-        if ratio:
+        for baseline in ratios:
             b = med(group.get(("bndist", k, size), []), ratio_field)
-            g = med(group.get(("gloo", k, size), []), ratio_field)
+            g = med(group.get((baseline, k, size), []), ratio_field)
             row.append(f"{b / g:.2f}" if b is not None and g else "–")
         print("| " + " | ".join(row) + " |")
     if repeated:
@@ -118,12 +119,12 @@ def main():
 
     print("### BN-stats all-reduce latency (2C+1 float64 per op; per-op µs on rank 0)\n")
     table(groups["bn-stats"], impls, "C",
-          [("p50 µs", "p50_us", fmt_us), ("p99 µs", "p99_us", fmt_us)], "p50_us", "p50")
+          [("p50 µs", "p50_us", fmt_us), ("p99 µs", "p99_us", fmt_us)], "p50_us", "p50", ["grpc-hub", "gloo"])
 
     print("### Gradient all-reduce (float32; median per op on rank 0; busbw = algbw·2(K−1)/K)\n")
     table(groups["gradients"], impls, "MiB",
           [("ms", "median_ms", lambda x: fmt(x, 2)), ("busbw GB/s", "busbw_gbs", lambda x: fmt(x, 2))],
-          "median_ms", "median ms")
+          "median_ms", "median ms", ["gloo"])
 
 
 if __name__ == "__main__":

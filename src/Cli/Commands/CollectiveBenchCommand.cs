@@ -28,7 +28,9 @@ namespace BnDist.Cli.Commands;
 /// <list type="bullet">
 /// <item>BN statistics: per C, a warm-up of at least W operations and S seconds (the tiered
 /// JIT recompiles the hot path for seconds; measured here, it took 40% of the CPU of a short
-/// run), then N timed operations back to back; rank 0's per-operation latency, p50 / p99 / mean.</item>
+/// run), then N timed operations back to back; rank 0's per-operation latency, p50 / p99 / mean,
+/// and the CPU time rank 0's process spent per timed operation (worker_cpu_us: on a machine with
+/// fewer cores than processes, the latency is bounded by the CPU all of them spend per operation).</item>
 /// <item>Gradients: per size, a float32 buffer summed through the chunked gradient path
 /// (device download and upload included, as in a step); median time, algbw = bytes/time and
 /// busbw = algbw·2(K−1)/K (nccl-tests' convention for a ring all-reduce, used by the peers
@@ -239,6 +241,7 @@ public static class CollectiveBenchCommand
                 if (values[0] != Math.Floor(values[0])) break;
             }
             var latencies = new double[o.Ops];
+            var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             for (int i = 0; i < o.Ops; i++)
             {
                 template.CopyTo(values, 0);
@@ -246,6 +249,7 @@ public static class CollectiveBenchCommand
                 collective.AllReduceSum(values, CollectiveKind.BatchNormStats, layer);
                 latencies[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
             }
+            double cpuPerOp = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMicroseconds / o.Ops;
             if (values[0] != 8.0 * world) throw new InvalidOperationException($"the all-reduced count is {values[0]}, not {8 * world}");
             Array.Sort(latencies);
             lines.Add(JsonSerializer.Serialize(new
@@ -253,6 +257,7 @@ public static class CollectiveBenchCommand
                 impl = "bndist", kind = "bn-stats", workers = world, channels = c, values = n, ops = o.Ops, warmup = warmupOps,
                 warmup_s = Stopwatch.GetElapsedTime(warmupStart).TotalSeconds - latencies.Sum() / 1e6,
                 p50_us = Percentile(latencies, 0.50), p99_us = Percentile(latencies, 0.99), mean_us = latencies.Average(),
+                worker_cpu_us = cpuPerOp,
             }));
         }
 
