@@ -5,7 +5,8 @@
 # What it runs, for each K in WORKERS (default "2 4"):
 #   grpc-hub     bench/peers/GrpcHub: a bare gRPC-dotnet hub (Kestrel h2c, one bidi stream per client
 #                process, the last contribution answers all), BN statistics only: the floor under
-#                BnDist's gRPC path on this machine; warm-up WARMUP ops and WARMUP_SECONDS s
+#                BnDist's gRPC path on this machine; warm-up WARMUP ops and WARMUP_SECONDS s. Twice:
+#                clients that await (impl grpc-hub) and clients that block (grpc-hub-sync)
 #   gloo         bench/peers/gloo_allreduce.py: K spawned processes, gloo over TCP on 127.0.0.1
 #   openmpi-tcp  bench/out/mpi_allreduce under mpirun with --mca btl tcp,self and
 #                btl_tcp_if_include lo: loopback TCP, the fair comparison with gRPC over TCP
@@ -127,8 +128,10 @@ note "OPS=$OPS WARMUP=$WARMUP REPS=$REPS WORKERS='$WORKERS' CHANNELS=$CHANNELS S
 for k in $WORKERS; do
     if (( have_hub )); then
         note "grpc-hub K=$k   load: $(uptime | sed 's/.*load average: //')"
-        timeout "$TIMEOUT" "$HUB_DIR/grpc-hub" --workers "$k" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" \
-            --warmup-seconds "$WARMUP_SECONDS" --out "$OUT" || die "grpc-hub K=$k failed (exit $?)"
+        for client in async sync; do
+            timeout "$TIMEOUT" "$HUB_DIR/grpc-hub" --workers "$k" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" \
+                --warmup-seconds "$WARMUP_SECONDS" --client "$client" --out "$OUT" || die "grpc-hub K=$k --client $client failed (exit $?)"
+        done
     fi
     if (( have_gloo )) && want gloo; then
         note "gloo K=$k   load: $(uptime | sed 's/.*load average: //')"

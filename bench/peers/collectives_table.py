@@ -2,7 +2,7 @@
 """Markdown tables of all-reduce results: BnDist's gRPC collective against its peers.
 
 Reads one or more JSON-lines files, as written by bench/peers/collectives.sh (impl "grpc-hub",
-"gloo", "openmpi-tcp", "openmpi-sm") and by BnDist's own benchmark (impl "bndist", same fields):
+"grpc-hub-sync", "gloo", "openmpi-tcp", "openmpi-sm") and by BnDist's own benchmark (impl "bndist", same fields):
 
   {"impl", "kind": "bn-stats", "workers", "channels", "values", "ops", "warmup",
    "p50_us", "p99_us", "mean_us"}
@@ -14,8 +14,8 @@ and prints two tables:
   * BN-stats latency: one row per (K, C), per impl p50 and p99 in microseconds;
   * gradient all-reduce: one row per (K, MiB), per impl median ms and busbw GB/s;
 
-each with ratio columns bndist/grpc-hub (BN stats only: the bare gRPC-dotnet hub, the floor of
-BnDist's gRPC path) and bndist/gloo (ratio of p50, resp. of median ms; > 1 means BnDist is
+each with ratio columns bndist/grpc-hub and bndist/grpc-hub-sync (BN stats only: the bare
+gRPC-dotnet hub with awaiting and with blocking clients, the floor of BnDist's gRPC path) and bndist/gloo (ratio of p50, resp. of median ms; > 1 means BnDist is
 slower) when both are present. Where a file holds several records of the same (impl, K, C) or
 (impl, K, MiB), e.g. after repeated runs appended to one file, each figure is the median over
 them and the table says so. Lines that are blank or not JSON objects are skipped with a warning.
@@ -30,7 +30,7 @@ import sys
 from collections import defaultdict
 
 # Column order: ours first, then the peers, then anything else in order of appearance.
-KNOWN_IMPLS = ["bndist", "bndist-hub", "grpc-hub", "gloo", "openmpi-tcp", "openmpi-sm"]
+KNOWN_IMPLS = ["bndist", "bndist-hub", "grpc-hub", "grpc-hub-sync", "gloo", "openmpi-tcp", "openmpi-sm"]
 
 
 def load(paths):
@@ -119,7 +119,7 @@ def main():
 
     print("### BN-stats all-reduce latency (2C+1 float64 per op; per-op µs on rank 0)\n")
     table(groups["bn-stats"], impls, "C",
-          [("p50 µs", "p50_us", fmt_us), ("p99 µs", "p99_us", fmt_us)], "p50_us", "p50", ["grpc-hub", "gloo"])
+          [("p50 µs", "p50_us", fmt_us), ("p99 µs", "p99_us", fmt_us)], "p50_us", "p50", ["grpc-hub", "grpc-hub-sync", "gloo"])
 
     print("### Gradient all-reduce (float32; median per op on rank 0; busbw = algbw·2(K−1)/K)\n")
     table(groups["gradients"], impls, "MiB",

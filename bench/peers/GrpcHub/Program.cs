@@ -5,7 +5,10 @@
 // back, sends 2·C+1 float64 values and waits for the sum; the hub answers every stream from the
 // thread that received the last contribution. No headers, no validation, no running statistics,
 // no token: what is left is gRPC-dotnet itself (HTTP/2 framing, protobuf, Kestrel, SocketsHttpHandler).
-// The clients block their calling thread on each call, as a BnDist training thread does.
+// --client async (the default, impl "grpc-hub"): each client awaits its operations, so the next
+// one starts on the thread that completed the answer: gRPC-dotnet at its fastest. --client sync
+// (impl "grpc-hub-sync"): the calling thread blocks on each operation, as a BnDist training
+// thread must (it computes the next layer with the answer), which costs one thread wake-up more.
 //
 // Warm-up: at least W operations and S seconds; rank 0 ends it for everyone through a flag in
 // the sum's first value. Then N timed operations; rank 0 prints one JSON line per C (the fields
@@ -25,7 +28,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 var opts = Options.Parse(args);
-return opts.Role == "client" ? RunClient(opts) : await RunDriver(opts);
+return opts.Role == "client" ? await RunClient(opts) : await RunDriver(opts);
 
 static async Task<int> RunDriver(Options o)
 {
@@ -56,20 +59,24 @@ static async Task<int> RunDriver(Options o)
     return failed == 0 ? 0 : 1;
 }
 
-static int RunClient(Options o)
+static async Task<int> RunClient(Options o)
 {
+    bool sync = o.Client == "sync";
     using var channel = GrpcChannel.ForAddress(o.Address!);
     var client = new Hub.HubClient(channel);
     using var call = client.Reduce(new Metadata { { "rank", o.Rank.ToString(CultureInfo.InvariantCulture) } });
     long sequence = 0;
-    double[] Reduce(double[] values)
+    async Task<double[]> ReduceAsync(double[] values)
     {
         var message = new Values { Sequence = sequence++ };
         message.Values_.AddRange(values);
-        call.RequestStream.WriteAsync(message).GetAwaiter().GetResult();
-        if (!call.ResponseStream.MoveNext().GetAwaiter().GetResult()) throw new InvalidOperationException("the hub closed the stream");
+        await call.RequestStream.WriteAsync(message);
+        if (!await call.ResponseStream.MoveNext()) throw new InvalidOperationException("the hub closed the stream");
         return [.. call.ResponseStream.Current.Values_];
     }
+    // sync: the calling thread blocks on each operation, as a training thread does; async: the
+    // loop goes on in the thread that completed the answer (one thread wake-up fewer).
+    async ValueTask<double[]> Reduce(double[] values) => sync ? ReduceAsync(values).GetAwaiter().GetResult() : await ReduceAsync(values);
 
     foreach (int c in o.Channels)
     {
@@ -82,7 +89,7 @@ static int RunClient(Options o)
         {
             bool done = o.Rank == 0 && warmup >= o.Warmup && Stopwatch.GetElapsedTime(start).TotalSeconds >= o.WarmupSeconds;
             values[0] = done ? 8.5 : 8;
-            double[] sum = Reduce(values);
+            double[] sum = await Reduce(values);
             warmup++;
             if (sum[0] != Math.Floor(sum[0])) break;
         }
@@ -93,7 +100,7 @@ static int RunClient(Options o)
         for (int i = 0; i < o.Ops; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
-            last = Reduce(values);
+            last = await Reduce(values);
             latencies[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
         }
         double cpuPerOp = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMicroseconds / o.Ops;
@@ -102,15 +109,15 @@ static int RunClient(Options o)
         if (o.Rank != 0) continue;
         string line = JsonSerializer.Serialize(new
         {
-            impl = "grpc-hub", kind = "bn-stats", workers = o.Workers, channels = c, values = n, ops = o.Ops, warmup,
+            impl = sync ? "grpc-hub-sync" : "grpc-hub", kind = "bn-stats", workers = o.Workers, channels = c, values = n, ops = o.Ops, warmup,
             p50_us = Percentile(latencies, 0.50), p99_us = Percentile(latencies, 0.99), mean_us = latencies.Average(),
             worker_cpu_us = cpuPerOp,
         });
         Console.WriteLine(line);
         if (o.Out is not null) File.AppendAllLines(o.Out, [line]);
     }
-    call.RequestStream.CompleteAsync().GetAwaiter().GetResult();
-    while (call.ResponseStream.MoveNext().GetAwaiter().GetResult()) { }
+    await call.RequestStream.CompleteAsync();
+    while (await call.ResponseStream.MoveNext()) { }
     return 0;
 }
 
@@ -161,7 +168,8 @@ sealed class HubService(Reducer reducer) : Hub.HubBase
     }
 }
 
-sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double WarmupSeconds, string? Out, string? Address, int Rank)
+sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double WarmupSeconds, string? Out, string? Address, int Rank,
+    string Client)
 {
     public static Options Parse(string[] args)
     {
@@ -177,7 +185,9 @@ sealed record Options(string Role, int Workers, int[] Channels, int Ops, int War
             [.. Get("channels", "64,256,1024").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))],
             int.Parse(Get("ops", "2000"), CultureInfo.InvariantCulture), int.Parse(Get("warmup", "1000"), CultureInfo.InvariantCulture),
             double.Parse(Get("warmup-seconds", "5"), CultureInfo.InvariantCulture), map.Remove("out", out var outFile) ? Path.GetFullPath(outFile) : null,
-            map.Remove("address", out var address) ? address : null, int.Parse(Get("rank", "0"), CultureInfo.InvariantCulture));
+            map.Remove("address", out var address) ? address : null, int.Parse(Get("rank", "0"), CultureInfo.InvariantCulture),
+            Get("client", "async"));
+        if (o.Client is not ("async" or "sync")) throw new ArgumentException($"grpc-hub: --client takes async or sync, got '{o.Client}'");
         if (map.Count > 0) throw new ArgumentException($"grpc-hub: unknown option(s) {string.Join(", ", map.Keys.Select(k => "--" + k))}");
         return o;
     }
@@ -187,6 +197,6 @@ sealed record Options(string Role, int Workers, int[] Channels, int Ops, int War
         "--role", "client", "--address", address, "--rank", rank.ToString(CultureInfo.InvariantCulture),
         "--workers", Workers.ToString(CultureInfo.InvariantCulture), "--channels", string.Join(',', Channels),
         "--ops", Ops.ToString(CultureInfo.InvariantCulture), "--warmup", Warmup.ToString(CultureInfo.InvariantCulture),
-        "--warmup-seconds", WarmupSeconds.ToString(CultureInfo.InvariantCulture), .. Out is null ? Array.Empty<string>() : ["--out", Out],
+        "--warmup-seconds", WarmupSeconds.ToString(CultureInfo.InvariantCulture), "--client", Client, .. Out is null ? Array.Empty<string>() : ["--out", Out],
     ];
 }
