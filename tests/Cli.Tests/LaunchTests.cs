@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace BnDist.Cli.Tests;
 
 /// <summary>bndist launch with real OS processes on loopback.</summary>
@@ -7,21 +5,8 @@ public sealed class LaunchTests
 {
     private static (int Code, string Output) Bndist(params string[] args)
     {
-        var info = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "bndist"))
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (string a in args) info.ArgumentList.Add(a);
-        using var p = Process.Start(info)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(3)))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException("bndist launch did not finish within 3 minutes");
-        }
-        return (p.ExitCode, stdout.Result + stderr.Result);
+        var (code, stdout, stderr) = BndistProcess.Run(args);
+        return (code, stdout + stderr);
     }
 
     [Fact]
