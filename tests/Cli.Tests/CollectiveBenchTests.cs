@@ -30,7 +30,8 @@ public sealed class CollectiveBenchTests
             Assert.True(r.GetProperty("warmup").GetInt32() >= 3);
             double p50 = r.GetProperty("p50_us").GetDouble(), p99 = r.GetProperty("p99_us").GetDouble();
             Assert.True(p50 > 0 && p99 >= p50, $"p50 {p50} µs, p99 {p99} µs");
-            Assert.True(r.GetProperty("worker_cpu_us").GetDouble() > 0);
+            // Process CPU time has the kernel's tick resolution (10 ms): a short run may see none.
+            Assert.True(r.GetProperty("worker_cpu_us").GetDouble() >= 0);
         }
         var gradients = Assert.Single(records, r => r.GetProperty("kind").GetString() == "gradients");
         Assert.Equal("bndist", gradients.GetProperty("impl").GetString()); // the ring between the workers

@@ -128,6 +128,9 @@ sealed class Reducer(int workers)
 {
     private readonly object _gate = new();
     private readonly IServerStreamWriter<Values>?[] _writers = new IServerStreamWriter<Values>?[workers];
+    // One write at a time per stream: client r may receive this answer, and the next operation
+    // complete on another thread, before this thread's write to r has returned.
+    private readonly SemaphoreSlim[] _writing = [.. Enumerable.Range(0, workers).Select(_ => new SemaphoreSlim(1, 1))];
     private double[] _sum = [];
     private int _arrived;
 
@@ -153,8 +156,18 @@ sealed class Reducer(int workers)
             }
         }
         if (reply is null) return;
-        // Every client waits for this answer before it sends again: no write overlaps another on one stream.
-        foreach (var w in _writers) await w!.WriteAsync(reply);
+        for (int r = 0; r < _writers.Length; r++)
+        {
+            await _writing[r].WaitAsync();
+            try
+            {
+                await _writers[r]!.WriteAsync(reply);
+            }
+            finally
+            {
+                _writing[r].Release();
+            }
+        }
     }
 }
 

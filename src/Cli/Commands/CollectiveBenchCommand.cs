@@ -33,8 +33,8 @@ namespace BnDist.Cli.Commands;
 /// fewer cores than processes, the latency is bounded by the CPU all of them spend per operation).</item>
 /// <item>Gradients: per size, a float32 buffer summed through the gradient path (the ring, or
 /// the coordinator with --gradient-path hub; device download and upload included, as in a
-/// step), after a warm-up of at least 2 operations and S seconds; median time of R operations, algbw = bytes/time and
-/// busbw = algbw·2(K−1)/K (nccl-tests' convention for a ring all-reduce, used by the peers
+/// step), after a warm-up of at least 2 operations and S seconds; median time of R
+/// operations, algbw = bytes/time and busbw = algbw·2(K−1)/K (nccl-tests' convention for a ring all-reduce, used by the peers
 /// too; through the coordinator each worker link actually carries S in and S out).</item>
 /// </list>
 /// Output: JSON lines with the fields of bench/peers (impl "bndist"), to stdout and --out.
