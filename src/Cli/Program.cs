@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using BnDist.Cli.Commands;
 
 namespace BnDist.Cli;
@@ -26,12 +27,37 @@ public static class Program
         if (Environment.GetEnvironmentVariable("BNDIST_INLINE_IO") != "0" &&
             Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
             Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+        // Ctrl-C (SIGINT) and SIGTERM (kill, docker stop, a CI time limit) both cancel the
+        // command: train stops after its current step, launch stops every process, a
+        // coordinator ends its run for all workers with the reason. A command that was
+        // interrupted returns 130; the process then exits with 128 + the number of the
+        // signal, as a shell reports it.
         using var cancellation = new CancellationTokenSource();
+        int signal = 0;
+        void Interrupt(int number)
+        {
+            Interlocked.CompareExchange(ref signal, number, 0);
+            cancellation.Cancel();
+        }
         System.Console.CancelKeyPress += (_, e) =>
         {
-            e.Cancel = true; // finish the current step, then stop cleanly
-            cancellation.Cancel();
+            e.Cancel = true;
+            Interrupt(2);
         };
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            Interrupt(15);
+        });
+        int code = Dispatch(args, cancellation.Token);
+        return code == InterruptedExitCode && signal != 0 ? 128 + signal : code;
+    }
+
+    /// <summary>What a command returns when a signal interrupted it.</summary>
+    public const int InterruptedExitCode = 130;
+
+    private static int Dispatch(string[] args, CancellationToken cancellation)
+    {
         try
         {
             if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
@@ -41,12 +67,12 @@ public static class Program
             }
             return args[0] switch
             {
-                "train" => TrainCommand.Run(new ArgReader("train", args[1..]), cancellation.Token),
+                "train" => TrainCommand.Run(new ArgReader("train", args[1..]), cancellation),
                 "eval" => EvalCommand.Run(new ArgReader("eval", args[1..])),
-                "launch" => LaunchCommand.Run(new ArgReader("launch", args[1..]), cancellation.Token),
-                "coordinator" => CoordinatorCommand.Run(new ArgReader("coordinator", args[1..]), cancellation.Token),
+                "launch" => LaunchCommand.Run(new ArgReader("launch", args[1..]), cancellation),
+                "coordinator" => CoordinatorCommand.Run(new ArgReader("coordinator", args[1..]), cancellation),
                 "worker" => WorkerCommand.Run(new ArgReader("worker", args[1..])),
-                "bench" => BenchCommand.Run(args[1..], cancellation.Token),
+                "bench" => BenchCommand.Run(args[1..], cancellation),
                 _ => throw new UsageException($"unknown command '{args[0]}' (expected train, launch, coordinator, worker, eval, bench)"),
             };
         }

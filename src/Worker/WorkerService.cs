@@ -18,8 +18,9 @@ public sealed class WorkerService(WorkerSettings settings, ILogger<WorkerService
             logger.LogInformation("Worker {WorkerId} (rank {Rank}) finished {Steps} steps; test accuracy {Accuracy:F4}",
                 settings.WorkerId, outcome.Rank, outcome.Steps, outcome.TestAccuracy);
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        catch (Exception e) when (stoppingToken.IsCancellationRequested && e is OperationCanceledException or ClusterException)
         {
+            // Stopped (Ctrl-C, SIGTERM): the cancelled call to the coordinator is the consequence, not the cause.
             logger.LogWarning("Worker {WorkerId} interrupted", settings.WorkerId);
             Environment.ExitCode = 130;
         }

@@ -159,6 +159,11 @@ public static class CollectiveBenchCommand
             }
             return 0;
         }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            System.Console.Error.WriteLine("bench collective: interrupted");
+            return Program.InterruptedExitCode;
+        }
         finally
         {
             foreach (var w in workers)

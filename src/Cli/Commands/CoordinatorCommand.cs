@@ -23,9 +23,16 @@ public static class CoordinatorCommand
         ClusterProgress.Attach(run, train.Quiet);
         System.Console.WriteLine($"bndist coordinator: run {run.RunId} on {settings.Host}:{settings.Port}, waiting for {settings.Workers} workers");
         app.StartAsync(cancellation).GetAwaiter().GetResult();
-        app.WaitForShutdownAsync(cancellation).GetAwaiter().GetResult();
+        // Interrupted: end the run for every worker at once, with the reason, rather than let
+        // the host wait out its shutdown timeout for streams the workers keep open.
+        using (cancellation.Register(() => run.Abort("the coordinator was interrupted")))
+            app.WaitForShutdownAsync(CancellationToken.None).GetAwaiter().GetResult();
         var outcome = run.Outcome.IsCompleted ? run.Outcome.Result : null;
-        if (outcome is null) return 130;
+        if (outcome is null || cancellation.IsCancellationRequested)
+        {
+            System.Console.Error.WriteLine("bndist coordinator: interrupted");
+            return Program.InterruptedExitCode;
+        }
         ClusterProgress.PrintBreakdown(run);
         System.Console.WriteLine(outcome.Succeeded
             ? $"done: {outcome.CommittedSteps} steps; {(double.IsNaN(outcome.TestAccuracy) ? "not evaluated" : $"test accuracy {outcome.TestAccuracy:F4}")}" + (outcome.Checkpoint is null ? "" : $"; saved {outcome.Checkpoint}")

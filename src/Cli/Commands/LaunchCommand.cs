@@ -56,7 +56,11 @@ public static class LaunchCommand
                 }
                 workers.Add(Process.Start(info) ?? throw new InvalidOperationException("could not start a worker process"));
             }
-            using var interrupted = cancellation.Register(() => Kill(workers));
+            using var interrupted = cancellation.Register(() =>
+            {
+                run.Abort("bndist launch was interrupted");
+                Kill(workers);
+            });
             var outcome = run.Outcome.WaitAsync(cancellation).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null).GetAwaiter().GetResult();
             foreach (var w in workers)
                 if (!w.WaitForExit(TimeSpan.FromSeconds(30))) w.Kill(entireProcessTree: true);
@@ -64,7 +68,7 @@ public static class LaunchCommand
             if (outcome is null)
             {
                 System.Console.Error.WriteLine("bndist launch: interrupted");
-                return 130;
+                return Program.InterruptedExitCode;
             }
             ClusterProgress.PrintBreakdown(run);
             if (!outcome.Succeeded || failed.Count > 0)

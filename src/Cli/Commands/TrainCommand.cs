@@ -81,7 +81,7 @@ public static class TrainCommand
         if (cancellation.IsCancellationRequested)
         {
             System.Console.Error.WriteLine($"bndist train: interrupted after step {trainer.StepsRun}");
-            return 130;
+            return Program.InterruptedExitCode;
         }
         string saved = o.Save is null ? "" : $"; saved {o.Save}";
         System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
