@@ -65,7 +65,7 @@ public static class LaunchCommand
             foreach (var w in workers)
                 if (!w.WaitForExit(TimeSpan.FromSeconds(30))) w.Kill(entireProcessTree: true);
             var failed = workers.Select((w, r) => (w, r)).Where(x => x.w.HasExited && x.w.ExitCode != 0).ToList();
-            if (outcome is null)
+            if (outcome is null || cancellation.IsCancellationRequested)
             {
                 System.Console.Error.WriteLine("bndist launch: interrupted");
                 return Program.InterruptedExitCode;
