@@ -23,6 +23,9 @@ public sealed class RunningStatistics
 
     public int Channels => Mean.Length;
 
+    /// <summary>The averaging factor α, or null for the cumulative (population) average α = 1/t.</summary>
+    public double? Momentum => _momentum;
+
     /// <summary>μ_run per channel; also the shift k of the next step's shifted sums.</summary>
     public float[] Mean { get; }
 

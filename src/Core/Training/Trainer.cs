@@ -31,7 +31,7 @@ public sealed class Trainer
     public Trainer(TrainingConfig config, IBackend backend, Network network, Sgd optimizer, Dataset train, Dataset? test,
         ICollective collective, IGradientReducer gradients)
     {
-        (_config, _network, _train, _test) = (config.Validate(), network, train, test);
+        (_config, _network, _train, _test) = (config.Validate(knownModel: false), network, train, test);
         _collective = collective;
         Sampler = new DistributedSampler(train.Count, config.BatchSize, collective.WorldSize, collective.Rank, config.Shuffle, config.Seed);
         if (Sampler.BatchesPerEpoch == 0)

@@ -38,10 +38,14 @@ public sealed record TrainingConfig
 
     public NormalizationOptions Normalization => new(Norm, BnMode == "cumulative" ? null : BnMomentum);
 
-    /// <summary>Throws an ArgumentException naming the first invalid setting.</summary>
-    public TrainingConfig Validate()
+    /// <summary>
+    /// Throws an ArgumentException naming the first invalid setting. A coordinator never builds
+    /// the network (the workers describe it), so it passes <paramref name="knownModel"/> false
+    /// and a user's own model may carry any name.
+    /// </summary>
+    public TrainingConfig Validate(bool knownModel = true)
     {
-        Require(ModelFactory.IsKnown(Model), $"--model: unknown model '{Model}' (expected {string.Join(", ", ModelFactory.Architectures)})");
+        Require(!knownModel || ModelFactory.IsKnown(Model), $"--model: unknown model '{Model}' (expected {string.Join(", ", ModelFactory.Architectures)})");
         Require(ModelFactory.Normalizations.Contains(Norm), $"--norm: unknown normalization '{Norm}' (expected {string.Join(", ", ModelFactory.Normalizations)})");
         Require(Epochs >= 1 || Steps >= 1, "--epochs: must be ≥ 1 (or give --steps)");
         Require(Steps >= 0, "--steps: must be ≥ 0");
