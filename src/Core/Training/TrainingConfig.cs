@@ -5,7 +5,7 @@ namespace BnDist.Core.Training;
 
 /// <summary>
 /// Everything that determines the math of a run. <see cref="BatchSize"/> is the GLOBAL batch:
-/// the number of workers only splits it (DESIGN §5), so the same config trains the same
+/// the number of workers only splits it (docs/architecture.md §5), so the same config trains the same
 /// model on any number of workers. Defaults are the recipe of <c>make run</c>.
 /// </summary>
 public sealed record TrainingConfig
