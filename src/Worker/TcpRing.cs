@@ -22,6 +22,14 @@ namespace BnDist.Worker;
 /// start at their own rank, so the hub's rank-order sums and the ring's differ in the last bits.)
 /// </para>
 /// <para>
+/// Each segment travels behind a <see cref="HeaderBytes"/>-byte header: sender rank, a hash of
+/// the run id, step, the ring operation's sequence number, exchange, segment index, total and
+/// segment length. The receiver reads the header first and compares it with the one it expects
+/// before it receives the payload, so a rank out of step (or of another run, or with another
+/// gradient length) fails the operation at once, before any sum is used. The header goes out as
+/// a separate small send ahead of the payload (no copy of the payload, no round trip).
+/// </para>
+/// <para>
 /// Each connection begins with a handshake: the connecting rank sends a magic number, its rank
 /// and HMAC-SHA256(run token, "bndist-ring/run/rank"); anything else is closed unanswered. Every
 /// send and receive has the operation deadline; a neighbour that vanishes or stalls ends the
@@ -31,16 +39,24 @@ namespace BnDist.Worker;
 public sealed class TcpRing : IDisposable
 {
     private const uint Magic = 0x524E4442; // "BDNR"
+    private const uint SegmentMagic = 0x53524442; // "BDRS"
     private const int HelloBytes = 4 + 4 + 32;
+
+    /// <summary>The bytes ahead of each segment's payload.</summary>
+    public const int HeaderBytes = 48;
 
     private readonly Socket _next, _prev;
     private readonly TimeSpan _timeout;
+    private readonly ulong _runHash;
+    private readonly byte[] _sendHeader = new byte[HeaderBytes], _receivedHeader = new byte[HeaderBytes], _expectedHeader = new byte[HeaderBytes];
     private CancellationTokenSource _sendDeadline = new();
     private float[] _incoming = [];
+    private long _sequence;
 
-    private TcpRing(int rank, int world, Socket next, Socket prev, TimeSpan timeout)
+    private TcpRing(int rank, int world, Socket next, Socket prev, TimeSpan timeout, string runId)
     {
         (Rank, WorldSize, _next, _prev, _timeout) = (rank, world, next, prev, timeout);
+        _runHash = RunHash(runId);
         foreach (var s in new[] { next, prev })
         {
             s.NoDelay = true;
@@ -52,6 +68,13 @@ public sealed class TcpRing : IDisposable
     public int Rank { get; }
 
     public int WorldSize { get; }
+
+    /// <summary>
+    /// After a failed <see cref="AllReduce"/>: true when a neighbour closed, reset or stopped
+    /// answering on its connection (it may have left the run, which the coordinator may know
+    /// better); false when the ring itself worked but the ranks disagreed (a header mismatch).
+    /// </summary>
+    public bool LostNeighbour { get; private set; }
 
     private int Next => (Rank + 1) % WorldSize;
 
@@ -102,28 +125,41 @@ public sealed class TcpRing : IDisposable
             string what = !accept.IsCompletedSuccessfully ? $"rank {prev} did not connect to it" : $"it could not reach rank {next} at {endpoints[next]}";
             throw new ClusterException($"rank {rank}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what} ({e.Message})", e);
         }
-        return new TcpRing(rank, world, connect.Result, accept.Result, timeout);
+        return new TcpRing(rank, world, connect.Result, accept.Result, timeout, runId);
     }
 
-    /// <summary>Sums <paramref name="data"/>[0, length) over the ring's ranks, in place; every rank ends with the same bits.</summary>
+    /// <summary>
+    /// Sums <paramref name="data"/>[0, length) over the ring's ranks, in place; every rank ends
+    /// with the same bits. Every rank must call it with the same step and length, in the same
+    /// order (the ring counts its operations); a rank that does not fails the call on its
+    /// neighbours before they use its data.
+    /// </summary>
     public void AllReduce(float[] data, int length, long step)
     {
-        if (WorldSize == 1 || length == 0) return;
+        if (WorldSize == 1) return;
+        long sequence = _sequence++;
         int longest = (length + WorldSize - 1) / WorldSize;
         if (_incoming.Length < longest) _incoming = new float[longest];
         try
         {
+            int exchange = 0;
             for (int s = 0; s < WorldSize - 1; s++)
-                Exchange(data, length, send: Mod(Rank - s), receive: Mod(Rank - s - 1), add: true);
+                Exchange(data, length, step, sequence, exchange++, send: Mod(Rank - s), receive: Mod(Rank - s - 1), add: true);
             for (int s = 0; s < WorldSize - 1; s++)
-                Exchange(data, length, send: Mod(Rank + 1 - s), receive: Mod(Rank - s), add: false);
+                Exchange(data, length, step, sequence, exchange++, send: Mod(Rank + 1 - s), receive: Mod(Rank - s), add: false);
         }
-        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        catch (ClusterException)
         {
             // A broken ring is not used again: closing both connections now makes the failure
             // travel around the ring at once instead of at each rank's deadline.
             Dispose();
-            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e)}", e);
+            throw;
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            Dispose();
+            LostNeighbour = true;
+            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}", e);
         }
     }
 
@@ -135,26 +171,45 @@ public sealed class TcpRing : IDisposable
     }
 
     /// <summary>Sends segment <paramref name="send"/> to rank + 1 while receiving segment <paramref name="receive"/> from rank − 1.</summary>
-    private void Exchange(float[] data, int length, int send, int receive, bool add)
+    private void Exchange(float[] data, int length, long step, long sequence, int exchange, int send, int receive, bool add)
     {
         var (s0, s1) = Segment(send, length);
         var (r0, r1) = Segment(receive, length);
+        WriteHeader(_sendHeader, Rank, step, sequence, exchange, send, length, s1 - s0);
         _sendDeadline.CancelAfter(_timeout);
-        var sending = SendAllAsync(FloatBytes.AsMemory(data, s0, s1 - s0), _sendDeadline.Token).AsTask();
+        var sending = SendAsync(_sendHeader, FloatBytes.AsMemory(data, s0, s1 - s0), _sendDeadline.Token);
         try
         {
+            ReceiveAll(_receivedHeader);
+            WriteHeader(_expectedHeader, Prev, step, sequence, exchange, receive, length, r1 - r0);
+            if (!_receivedHeader.AsSpan().SequenceEqual(_expectedHeader))
+                throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: rank {Prev} sent {DescribeHeader(_receivedHeader)} " +
+                                           $"where rank {Rank} expected {DescribeHeader(_expectedHeader)}");
             var target = add ? _incoming.AsSpan(0, r1 - r0) : data.AsSpan(r0, r1 - r0);
             ReceiveAll(MemoryMarshal.AsBytes(target));
             if (add) FloatSums.AddFirst(_incoming.AsSpan(0, r1 - r0), data.AsSpan(r0, r1 - r0));
         }
-        catch
+        catch (Exception e)
         {
             // The ring is broken: abort our send rather than wait out its deadline.
+            bool nextClosed = HasClosed(_next);
             _next.Dispose();
             try { sending.GetAwaiter().GetResult(); } catch (Exception) { /* the receive's failure is the one to report */ }
-            throw;
+            if (e is ClusterException) throw;
+            if (e is not (SocketException or IOException or ObjectDisposedException)) throw;
+            LostNeighbour = true;
+            string also = nextClosed && Next != Prev ? $"; rank {Next} closed its ring connection too" : "";
+            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}{also}", e);
         }
-        sending.GetAwaiter().GetResult();
+        try
+        {
+            sending.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            LostNeighbour = true;
+            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: false)}", e);
+        }
         if (!_sendDeadline.TryReset())
         {
             _sendDeadline.Dispose();
@@ -162,7 +217,14 @@ public sealed class TcpRing : IDisposable
         }
     }
 
-    private async ValueTask SendAllAsync(Memory<byte> bytes, CancellationToken cancellation)
+    /// <summary>The header, then the payload: two sends on the socket, no copy of the payload.</summary>
+    private async Task SendAsync(ReadOnlyMemory<byte> header, ReadOnlyMemory<byte> payload, CancellationToken cancellation)
+    {
+        await SendAllAsync(header, cancellation);
+        await SendAllAsync(payload, cancellation);
+    }
+
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellation)
     {
         while (bytes.Length > 0)
         {
@@ -181,17 +243,66 @@ public sealed class TcpRing : IDisposable
         }
     }
 
+    /// <summary>Whether the connection to rank + 1 (which never carries data this way) has seen its end or an error.</summary>
+    private static bool HasClosed(Socket socket)
+    {
+        try
+        {
+            return socket.Poll(0, SelectMode.SelectRead) || socket.Poll(0, SelectMode.SelectError);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return true;
+        }
+    }
+
+    private void WriteHeader(Span<byte> h, int sender, long step, long sequence, int exchange, int segment, int total, int count)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(h, SegmentMagic);
+        BinaryPrimitives.WriteInt32LittleEndian(h[4..], sender);
+        BinaryPrimitives.WriteUInt64LittleEndian(h[8..], _runHash);
+        BinaryPrimitives.WriteInt64LittleEndian(h[16..], step);
+        BinaryPrimitives.WriteInt64LittleEndian(h[24..], sequence);
+        BinaryPrimitives.WriteInt32LittleEndian(h[32..], exchange);
+        BinaryPrimitives.WriteInt32LittleEndian(h[36..], segment);
+        BinaryPrimitives.WriteInt32LittleEndian(h[40..], total);
+        BinaryPrimitives.WriteInt32LittleEndian(h[44..], count * sizeof(float));
+    }
+
+    private static string DescribeHeader(ReadOnlySpan<byte> h) =>
+        BinaryPrimitives.ReadUInt32LittleEndian(h) != SegmentMagic
+            ? $"[not a ring header: {Convert.ToHexString(h[..16])}…]"
+            : $"[from rank {BinaryPrimitives.ReadInt32LittleEndian(h[4..])}, run {BinaryPrimitives.ReadUInt64LittleEndian(h[8..]):x16}, " +
+              $"step {BinaryPrimitives.ReadInt64LittleEndian(h[16..])}, operation #{BinaryPrimitives.ReadInt64LittleEndian(h[24..])}, " +
+              $"exchange {BinaryPrimitives.ReadInt32LittleEndian(h[32..])}, segment {BinaryPrimitives.ReadInt32LittleEndian(h[36..])}, " +
+              $"{BinaryPrimitives.ReadInt32LittleEndian(h[44..])} bytes of {BinaryPrimitives.ReadInt32LittleEndian(h[40..])} values]";
+
+    /// <summary>A 64-bit tag of the run id for the segment headers (the handshake already proved the run; this catches a mix-up, not an attacker).</summary>
+    private static ulong RunHash(string runId) =>
+        BinaryPrimitives.ReadUInt64LittleEndian(SHA256.HashData(Encoding.UTF8.GetBytes("bndist-ring/run/" + runId)));
+
     private (int Start, int End) Segment(int index, int length) =>
         ((int)((long)length * index / WorldSize), (int)((long)length * (index + 1) / WorldSize));
 
     private int Mod(int i) => ((i % WorldSize) + WorldSize) % WorldSize;
 
-    private string Describe(Exception e) => e switch
+    /// <summary>What went wrong, naming the neighbour on the side where it went wrong.</summary>
+    private string Describe(Exception e, bool receiving)
     {
-        SocketException { SocketErrorCode: SocketError.TimedOut } or OperationCanceledException =>
-            $"no progress with rank {Prev} or rank {Next} within {_timeout.TotalSeconds:0.#} s",
-        _ => $"{e.Message} (neighbours rank {Prev} and rank {Next})",
-    };
+        int peer = receiving ? Prev : Next;
+        return e switch
+        {
+            IOException { InnerException: null } io => io.Message, // "rank p closed its ring connection"
+            SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } =>
+                $"rank {Prev} sent nothing within {_timeout.TotalSeconds:0.#} s",
+            OperationCanceledException => $"rank {Next} took nothing within {_timeout.TotalSeconds:0.#} s",
+            SocketException { SocketErrorCode: SocketError.ConnectionReset or SocketError.Shutdown or SocketError.ConnectionAborted or SocketError.NotConnected } s =>
+                $"rank {peer} closed its ring connection ({s.Message})",
+            ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted } =>
+                $"rank {Rank}'s ring was closed while it exchanged with rank {Prev} and rank {Next}",
+            _ => $"the ring connection with rank {peer} failed: {e.Message}",
+        };
+    }
 
     private static byte[] Tag(byte[] key, string runId, int rank) =>
         HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"bndist-ring/{runId}/{rank}"));

@@ -110,13 +110,191 @@ public sealed class TcpRingTests
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
         Assert.True(DateTime.UtcNow - started < Deadline, "the survivors waited out the deadline");
-        // Rank 0 receives from rank 2, rank 1 sends to it: both fail, naming the step and their neighbours.
-        foreach (var e in errors)
+        // Rank 0 receives from rank 2, rank 1 sends to it: both fail, naming the step and the rank that left
+        // (rank 1 may see rank 0 give up first; it still names rank 2, whose connection it finds closed).
+        for (int r = 0; r < 2; r++)
         {
-            var c = Assert.IsType<ClusterException>(e);
-            Assert.Contains("gradient ring failed in step 7", c.Message);
-            Assert.Contains("rank 2", c.Message);
+            var c = Assert.IsType<ClusterException>(errors[r]);
+            Assert.StartsWith($"rank {r}: the gradient ring failed in step 7: ", c.Message);
+            Assert.Contains("rank 2 closed its ring connection", c.Message);
+            Assert.True(ring[r].LostNeighbour);
         }
         foreach (var r in ring) r.Dispose();
+    }
+
+    // ---- item 15: every ring message carries (run, step, operation, segment, length), checked before use ----
+
+    /// <summary>Every rank's all-reduce on a thread of its own, with its own step and length; the exceptions by rank.</summary>
+    private static (Exception?[] Errors, TimeSpan Elapsed) AllReduceEach(TcpRing[] ring, Func<int, (long Step, int Length)> call)
+    {
+        var errors = new Exception?[ring.Length];
+        var started = DateTime.UtcNow;
+        var threads = ring.Select((r, i) => new Thread(() =>
+        {
+            var (step, length) = call(i);
+            try { r.AllReduce(new float[length], length, step); }
+            catch (Exception e) { errors[i] = e; }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        return (errors, DateTime.UtcNow - started);
+    }
+
+    [Fact]
+    public async Task A_rank_in_another_step_fails_the_all_reduce_at_once_on_both_sides_naming_both_ranks_and_both_steps()
+    {
+        var ring = await FormAsync(2);
+        try
+        {
+            // Rank 1 has fallen a step ahead: nobody may use a sum mixing step 3 with step 4.
+            var (errors, elapsed) = AllReduceEach(ring, r => (r == 0 ? 3 : 4, 100_000));
+            Assert.True(elapsed < Deadline / 4, $"took {elapsed.TotalSeconds:0.0} s");
+            for (int r = 0; r < 2; r++)
+            {
+                var c = Assert.IsType<ClusterException>(errors[r]);
+                Assert.DoesNotContain('\n', c.Message);
+                Assert.StartsWith($"rank {r}: the gradient ring failed in step {(r == 0 ? 3 : 4)}: rank {1 - r} sent [", c.Message);
+                Assert.Contains($"where rank {r} expected [", c.Message);
+                Assert.Contains("step 3,", c.Message);
+                Assert.Contains("step 4,", c.Message);
+                Assert.False(ring[r].LostNeighbour); // the ranks disagreed; nobody left
+            }
+        }
+        finally
+        {
+            foreach (var r in ring) r.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_rank_with_another_gradient_length_fails_the_all_reduce_at_once_naming_both_lengths()
+    {
+        var ring = await FormAsync(3);
+        try
+        {
+            var (errors, elapsed) = AllReduceEach(ring, r => (5, r == 2 ? 1002 : 999));
+            Assert.True(elapsed < Deadline / 4, $"took {elapsed.TotalSeconds:0.0} s");
+            Assert.All(errors, e => Assert.IsType<ClusterException>(e));
+            // Rank 0 receives from rank 2 first: it sees the length rank 2 sent and the one it expected.
+            Assert.Matches(@"^rank 0: the gradient ring failed in step 5: rank 2 sent \[.*of 1002 values.*\] where rank 0 expected \[.*of 999 values", errors[0]!.Message);
+        }
+        finally
+        {
+            foreach (var r in ring) r.Dispose();
+        }
+    }
+
+    /// <summary>A ring header begins with "BDRS"; the run's hash and the operation's sequence number lie at these offsets in it.</summary>
+    private const int HeaderRunHashAt = 8, HeaderSequenceAt = 24;
+
+    [Theory]
+    [InlineData(HeaderRunHashAt, "run ")]
+    [InlineData(HeaderSequenceAt, "operation #")]
+    public async Task A_header_for_another_run_or_operation_fails_the_all_reduce_before_the_payload_is_used(int field, string named)
+    {
+        var listeners = new Socket[2];
+        var endpoints = new string[2];
+        for (int r = 0; r < 2; r++) listeners[r] = TcpRing.Listen("127.0.0.1", out endpoints[r]);
+        // Rank 0's connection to rank 1 passes a relay that flips one byte of the first ring header.
+        await using var relay = new Relay(endpoints[1], tamperHeaderAt: field);
+        string[] viaRelay = [endpoints[0], relay.Endpoint];
+        var ring = await Task.WhenAll(Enumerable.Range(0, 2).Select(r =>
+            TcpRing.ConnectAsync(listeners[r], r, r == 0 ? viaRelay : endpoints, "run1", "t0ken", Deadline, CancellationToken.None)));
+        try
+        {
+            var data = new float[][] { [1, 2, 3, 4], [10, 20, 30, 40] };
+            var errors = new Exception?[2];
+            var started = DateTime.UtcNow;
+            var threads = Enumerable.Range(0, 2).Select(r => new Thread(() =>
+            {
+                try { ring[r].AllReduce(data[r], 4, step: 0); }
+                catch (Exception e) { errors[r] = e; }
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            Assert.True(DateTime.UtcNow - started < Deadline / 4, "the ranks waited for the deadline");
+            var c = Assert.IsType<ClusterException>(errors[1]);
+            Assert.StartsWith("rank 1: the gradient ring failed in step 0: rank 0 sent [", c.Message);
+            Assert.Contains(named, c.Message);
+            Assert.Contains("where rank 1 expected [", c.Message);
+            // Rank 1 never added rank 0's segment 0 into its own.
+            Assert.Equal(10f, data[1][0]);
+            Assert.Equal(20f, data[1][1]);
+            Assert.IsType<ClusterException>(errors[0]);
+        }
+        finally
+        {
+            foreach (var r in ring) r.Dispose();
+            foreach (var l in listeners) l.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A man in the middle on loopback: accepts one connection, connects it to <c>target</c> and
+    /// relays both ways, recording what each side sent; optionally flips the byte at one offset
+    /// of the first ring header (found by its magic) that the client sends.
+    /// </summary>
+    private sealed class Relay : IAsyncDisposable
+    {
+        private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        private readonly MemoryStream _fromClient = new(), _fromTarget = new();
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _running;
+
+        private static readonly byte[] HeaderMagic = "BDRS"u8.ToArray();
+
+        public Relay(string target, int tamperHeaderAt = -1)
+        {
+            _listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+            _listener.Listen(4);
+            Endpoint = $"127.0.0.1:{((System.Net.IPEndPoint)_listener.LocalEndPoint!).Port}";
+            _running = Task.Run(async () =>
+            {
+                using var client = await _listener.AcceptAsync(_stop.Token);
+                using var server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                int colon = target.LastIndexOf(':');
+                await server.ConnectAsync(target[..colon], int.Parse(target[(colon + 1)..]), _stop.Token);
+                await Task.WhenAny(Pump(client, server, _fromClient, tamperHeaderAt), Pump(server, client, _fromTarget, -1));
+            });
+        }
+
+        public string Endpoint { get; }
+
+        public byte[] FromClient() { lock (_fromClient) return _fromClient.ToArray(); }
+
+        public byte[] FromTarget() { lock (_fromTarget) return _fromTarget.ToArray(); }
+
+        private async Task Pump(Socket from, Socket to, MemoryStream record, int tamperHeaderAt)
+        {
+            var buffer = new byte[64 * 1024];
+            long at = 0, tamperAt = -1;
+            try
+            {
+                while (true)
+                {
+                    int n = await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token);
+                    if (n == 0) break;
+                    lock (record)
+                    {
+                        record.Write(buffer, 0, n);
+                        if (tamperHeaderAt >= 0 && tamperAt < 0 && record.ToArray().AsSpan().IndexOf(HeaderMagic) is int magic and >= 0)
+                            tamperAt = magic + tamperHeaderAt;
+                    }
+                    if (tamperAt >= at && tamperAt < at + n) buffer[tamperAt - at] ^= 0xFF;
+                    at += n;
+                    for (int sent = 0; sent < n;) sent += await to.SendAsync(buffer.AsMemory(sent, n - sent), SocketFlags.None, _stop.Token);
+                }
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException) { }
+            try { to.Shutdown(SocketShutdown.Send); } catch (SocketException) { }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _stop.Cancel();
+            try { await _running; } catch (Exception e) when (e is SocketException or OperationCanceledException) { }
+            _listener.Dispose();
+            _stop.Dispose();
+        }
     }
 }
