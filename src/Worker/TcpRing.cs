@@ -30,17 +30,22 @@ namespace BnDist.Worker;
 /// a separate small send ahead of the payload (no copy of the payload, no round trip).
 /// </para>
 /// <para>
-/// Each connection begins with a handshake: the connecting rank sends a magic number, its rank
-/// and HMAC-SHA256(run token, "bndist-ring/run/rank"); anything else is closed unanswered. Every
-/// send and receive has the operation deadline; a neighbour that vanishes or stalls ends the
-/// call with a <see cref="ClusterException"/> naming it.
+/// Each connection begins with a mutual challenge–response handshake keyed by the run token:
+/// the accepting rank sends its rank and a fresh random nonce; the connecting rank answers with
+/// its rank, its own nonce and HMAC-SHA256(token, "bndist-ring/v2/connect/run/from/to" ‖ both
+/// nonces); the acceptor checks it and proves the token in turn with the "accept" label. A
+/// recorded handshake is useless on another connection (the other side's nonce differs), and
+/// anything that fails a check is closed unanswered. Every send and receive has the deadline; a
+/// neighbour that vanishes or stalls ends the call with a <see cref="ClusterException"/> naming it.
 /// </para>
 /// </summary>
 public sealed class TcpRing : IDisposable
 {
-    private const uint Magic = 0x524E4442; // "BDNR"
-    private const uint SegmentMagic = 0x53524442; // "BDRS"
-    private const int HelloBytes = 4 + 4 + 32;
+    private const uint HandshakeMagic = 0x32524442; // "BDR2"
+    private const uint SegmentMagic = 0x53524442;   // "BDRS"
+    private const int NonceBytes = 32, ProofBytes = 32;
+    private const int ChallengeBytes = 4 + 4 + NonceBytes;              // acceptor → connector
+    private const int HelloBytes = 4 + 4 + NonceBytes + ProofBytes;     // connector → acceptor
 
     /// <summary>The bytes ahead of each segment's payload.</summary>
     public const int HeaderBytes = 48;
@@ -111,8 +116,21 @@ public sealed class TcpRing : IDisposable
         byte[] key = Encoding.UTF8.GetBytes(token ?? "");
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         deadline.CancelAfter(timeout);
-        var accept = AcceptAsync(listener, rank, prev, Tag(key, runId, prev), deadline.Token);
-        var connect = ConnectAsync(endpoints[next], rank, next, Tag(key, runId, rank), deadline.Token);
+        // The first side to fail ends the other at once: no waiting out the deadline for a lost cause.
+        async Task<Socket> OrCancelBoth(Task<Socket> side)
+        {
+            try
+            {
+                return await side;
+            }
+            catch
+            {
+                deadline.Cancel();
+                throw;
+            }
+        }
+        var accept = OrCancelBoth(AcceptAsync(listener, rank, prev, key, runId, deadline.Token));
+        var connect = OrCancelBoth(ConnectAsync(endpoints[next], rank, next, key, runId, deadline.Token));
         try
         {
             await Task.WhenAll(accept, connect);
@@ -122,8 +140,13 @@ public sealed class TcpRing : IDisposable
             if (accept.IsCompletedSuccessfully) accept.Result.Dispose();
             if (connect.IsCompletedSuccessfully) connect.Result.Dispose();
             cancellation.ThrowIfCancellationRequested();
-            string what = !accept.IsCompletedSuccessfully ? $"rank {prev} did not connect to it" : $"it could not reach rank {next} at {endpoints[next]}";
-            throw new ClusterException($"rank {rank}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what} ({e.Message})", e);
+            // Report the side that failed on its own, not the one cancelled because of it.
+            Exception? Own(Task t) => t.Exception?.InnerException is { } x and not OperationCanceledException ? x : null;
+            string what = Own(connect) is { } c ? $"it could not reach rank {next} at {endpoints[next]} ({c.Message})"
+                : Own(accept) is { } a ? $"rank {prev} did not connect to it ({a.Message})"
+                : !accept.IsCompletedSuccessfully ? $"rank {prev} did not connect to it"
+                : $"it could not reach rank {next} at {endpoints[next]}";
+            throw new ClusterException($"rank {rank}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what}", e);
         }
         return new TcpRing(rank, world, connect.Result, accept.Result, timeout, runId);
     }
@@ -304,10 +327,19 @@ public sealed class TcpRing : IDisposable
         };
     }
 
-    private static byte[] Tag(byte[] key, string runId, int rank) =>
-        HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"bndist-ring/{runId}/{rank}"));
+    /// <summary>HMAC-SHA256(token, label ‖ acceptor's nonce ‖ connector's nonce); the label names the role, the run and both ranks.</summary>
+    private static byte[] Proof(byte[] key, string role, string runId, int from, int to, ReadOnlySpan<byte> acceptorNonce, ReadOnlySpan<byte> connectorNonce)
+    {
+        byte[] label = Encoding.UTF8.GetBytes($"bndist-ring/v2/{role}/{runId.Length}:{runId}/{from}/{to}/");
+        var message = new byte[label.Length + 2 * NonceBytes];
+        label.CopyTo(message, 0);
+        acceptorNonce.CopyTo(message.AsSpan(label.Length));
+        connectorNonce.CopyTo(message.AsSpan(label.Length + NonceBytes));
+        return HMACSHA256.HashData(key, message);
+    }
 
-    private static async Task<Socket> ConnectAsync(string endpoint, int rank, int next, byte[] tag, CancellationToken cancellation)
+    /// <summary>The connecting side: reads the challenge, proves the token over both nonces, checks the acceptor's proof.</summary>
+    private static async Task<Socket> ConnectAsync(string endpoint, int rank, int next, byte[] key, string runId, CancellationToken cancellation)
     {
         int colon = endpoint.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out int port))
@@ -319,15 +351,22 @@ public sealed class TcpRing : IDisposable
             try
             {
                 await socket.ConnectAsync(host, port, cancellation);
-                var hello = new byte[HelloBytes];
-                BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
-                BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
-                tag.CopyTo(hello, 8);
-                await socket.SendAsync(hello, SocketFlags.None, cancellation);
-                var answer = new byte[8];
-                await ReceiveExactlyAsync(socket, answer, cancellation);
-                if (BinaryPrimitives.ReadUInt32LittleEndian(answer) != Magic || BinaryPrimitives.ReadInt32LittleEndian(answer.AsSpan(4)) != next)
+                var challenge = new byte[ChallengeBytes];
+                await ReceiveExactlyAsync(socket, challenge, cancellation);
+                if (BinaryPrimitives.ReadUInt32LittleEndian(challenge) != HandshakeMagic || BinaryPrimitives.ReadInt32LittleEndian(challenge.AsSpan(4)) != next)
                     throw new IOException($"{endpoint} is not rank {next}'s ring endpoint");
+                var acceptorNonce = challenge.AsSpan(8, NonceBytes).ToArray();
+                var connectorNonce = RandomNumberGenerator.GetBytes(NonceBytes);
+                var hello = new byte[HelloBytes];
+                BinaryPrimitives.WriteUInt32LittleEndian(hello, HandshakeMagic);
+                BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
+                connectorNonce.CopyTo(hello, 8);
+                Proof(key, "connect", runId, rank, next, acceptorNonce, connectorNonce).CopyTo(hello, 8 + NonceBytes);
+                await socket.SendAsync(hello, SocketFlags.None, cancellation);
+                var answer = new byte[ProofBytes];
+                await ReceiveExactlyAsync(socket, answer, cancellation);
+                if (!CryptographicOperations.FixedTimeEquals(answer, Proof(key, "accept", runId, next, rank, acceptorNonce, connectorNonce)))
+                    throw new IOException($"{endpoint} did not prove it holds the run's token: it is not rank {next}");
                 return socket;
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && !cancellation.IsCancellationRequested)
@@ -343,25 +382,33 @@ public sealed class TcpRing : IDisposable
         }
     }
 
-    /// <summary>Accepts until rank <paramref name="prev"/> shows the right tag; anyone else is closed unanswered.</summary>
-    private static async Task<Socket> AcceptAsync(Socket listener, int rank, int prev, byte[] tag, CancellationToken cancellation)
+    /// <summary>
+    /// Accepts until rank <paramref name="prev"/> answers this connection's challenge with the
+    /// token's proof; anyone else is closed unanswered. Every read has the ring's deadline.
+    /// </summary>
+    private static async Task<Socket> AcceptAsync(Socket listener, int rank, int prev, byte[] key, string runId, CancellationToken cancellation)
     {
         while (true)
         {
             var socket = await listener.AcceptAsync(cancellation);
             try
             {
+                var acceptorNonce = RandomNumberGenerator.GetBytes(NonceBytes);
+                var challenge = new byte[ChallengeBytes];
+                BinaryPrimitives.WriteUInt32LittleEndian(challenge, HandshakeMagic);
+                BinaryPrimitives.WriteInt32LittleEndian(challenge.AsSpan(4), rank);
+                acceptorNonce.CopyTo(challenge, 8);
+                await socket.SendAsync(challenge, SocketFlags.None, cancellation);
                 var hello = new byte[HelloBytes];
                 await ReceiveExactlyAsync(socket, hello, cancellation);
-                bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == Magic &&
+                var connectorNonce = hello.AsSpan(8, NonceBytes);
+                bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == HandshakeMagic &&
                              BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)) == prev &&
-                             CryptographicOperations.FixedTimeEquals(hello.AsSpan(8), tag);
+                             CryptographicOperations.FixedTimeEquals(hello.AsSpan(8 + NonceBytes, ProofBytes),
+                                 Proof(key, "connect", runId, prev, rank, acceptorNonce, connectorNonce));
                 if (valid)
                 {
-                    var answer = new byte[8];
-                    BinaryPrimitives.WriteUInt32LittleEndian(answer, Magic);
-                    BinaryPrimitives.WriteInt32LittleEndian(answer.AsSpan(4), rank);
-                    await socket.SendAsync(answer, SocketFlags.None, cancellation);
+                    await socket.SendAsync(Proof(key, "accept", runId, rank, prev, acceptorNonce, connectorNonce), SocketFlags.None, cancellation);
                     socket.NoDelay = true;
                     return socket;
                 }

@@ -229,6 +229,119 @@ public sealed class TcpRingTests
         }
     }
 
+    // ---- item 16: the handshake is a challenge–response; a recorded one cannot be replayed ----
+
+    /// <summary>A genuine two-rank ring whose connection 0 → 1 passes a relay; the bytes each side sent in the handshake.</summary>
+    private static async Task<(byte[] FromConnector, byte[] FromAcceptor)> RecordHandshakeAsync()
+    {
+        var listeners = new Socket[2];
+        var endpoints = new string[2];
+        for (int r = 0; r < 2; r++) listeners[r] = TcpRing.Listen("127.0.0.1", out endpoints[r]);
+        await using var relay = new Relay(endpoints[1]);
+        string[] viaRelay = [endpoints[0], relay.Endpoint];
+        var ring = await Task.WhenAll(Enumerable.Range(0, 2).Select(r =>
+            TcpRing.ConnectAsync(listeners[r], r, r == 0 ? viaRelay : endpoints, "run1", "t0ken", Deadline, CancellationToken.None)));
+        foreach (var r in ring) r.Dispose();
+        foreach (var l in listeners) l.Dispose();
+        return (relay.FromClient(), relay.FromTarget());
+    }
+
+    [Fact]
+    public async Task A_recorded_handshake_of_the_connecting_rank_replayed_on_a_new_connection_is_refused()
+    {
+        var (hello, _) = await RecordHandshakeAsync();
+        Assert.NotEmpty(hello);
+
+        var listeners = new Socket[2];
+        var endpoints = new string[2];
+        for (int r = 0; r < 2; r++) listeners[r] = TcpRing.Listen("127.0.0.1", out endpoints[r]);
+        try
+        {
+            var rank1 = TcpRing.ConnectAsync(listeners[1], 1, endpoints, "run1", "t0ken", Deadline, CancellationToken.None);
+            // The attacker reaches rank 1 first and replays what rank 0 sent last time.
+            using var attacker = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await attacker.ConnectAsync(((System.Net.IPEndPoint)listeners[1].LocalEndPoint!));
+            await attacker.SendAsync(hello);
+            Assert.True(await ClosedWithinAsync(attacker, TimeSpan.FromSeconds(3)), "rank 1 kept the replayed connection open: it took it for rank 0");
+
+            var rank0 = TcpRing.ConnectAsync(listeners[0], 0, endpoints, "run1", "t0ken", Deadline, CancellationToken.None);
+            var ring = await Task.WhenAll(rank0, rank1);
+            try
+            {
+                float[][] data = [[1, 2, 3], [10, 20, 30]];
+                AllReduce(ring, data, 3);
+                Assert.Equal([11f, 22f, 33f], data[0]);
+                Assert.Equal([11f, 22f, 33f], data[1]);
+            }
+            finally
+            {
+                foreach (var r in ring) r.Dispose();
+            }
+        }
+        finally
+        {
+            foreach (var l in listeners) l.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_recorded_handshake_of_the_accepting_rank_replayed_to_a_connecting_rank_is_refused()
+    {
+        var (_, answer) = await RecordHandshakeAsync();
+        Assert.NotEmpty(answer);
+
+        // An impostor at "rank 1's" endpoint answers whatever it is sent with what rank 1 answered last time.
+        using var impostor = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        impostor.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        impostor.Listen(4);
+        var impostorServes = Task.Run(async () =>
+        {
+            using var s = await impostor.AcceptAsync();
+            await s.SendAsync(answer);
+            await ClosedWithinAsync(s, Deadline);
+        });
+        var listeners = new Socket[2];
+        var endpoints = new string[2];
+        for (int r = 0; r < 2; r++) listeners[r] = TcpRing.Listen("127.0.0.1", out endpoints[r]);
+        try
+        {
+            string[] toImpostor = [endpoints[0], $"127.0.0.1:{((System.Net.IPEndPoint)impostor.LocalEndPoint!).Port}"];
+            var started = DateTime.UtcNow;
+            var rank0 = TcpRing.ConnectAsync(listeners[0], 0, toImpostor, "run1", "t0ken", Deadline, CancellationToken.None);
+            // The genuine rank 1 connects to rank 0, so rank 0's only doubt is its successor.
+            var rank1 = TcpRing.ConnectAsync(listeners[1], 1, endpoints, "run1", "t0ken", TimeSpan.FromSeconds(3), CancellationToken.None);
+            var refused = await Assert.ThrowsAsync<ClusterException>(() => rank0);
+            Assert.True(DateTime.UtcNow - started < Deadline / 2, "rank 0 waited for its deadline");
+            Assert.Contains("rank 1", refused.Message);
+            Assert.Contains("token", refused.Message);
+            await Assert.ThrowsAsync<ClusterException>(() => rank1); // its own successor (rank 0) never took it
+        }
+        finally
+        {
+            foreach (var l in listeners) l.Dispose();
+        }
+    }
+
+    /// <summary>True when the peer closes (or resets) the connection within <paramref name="limit"/>; whatever it sent before is read and dropped.</summary>
+    private static async Task<bool> ClosedWithinAsync(Socket socket, TimeSpan limit)
+    {
+        using var cancel = new CancellationTokenSource(limit);
+        var buffer = new byte[256];
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, SocketFlags.None, cancel.Token) > 0) { }
+            return true;
+        }
+        catch (SocketException)
+        {
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>
     /// A man in the middle on loopback: accepts one connection, connects it to <c>target</c> and
     /// relays both ways, recording what each side sent; optionally flips the byte at one offset
