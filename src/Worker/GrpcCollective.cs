@@ -106,7 +106,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             _backend.Download(p.Grad, _flat.AsSpan(at, p.Grad.Length));
             at += p.Grad.Length;
         }
-        if (Ring is not null) Ring.AllReduce(_flat, total, _step);
+        if (Ring is not null) SumOverRing(Ring, total);
         else SumThroughCoordinator(total);
         at = 0;
         foreach (var p in parameters)
@@ -115,6 +115,47 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             at += p.Grad.Length;
         }
         GradientSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>
+    /// The ring path. When the ring loses a neighbour, that rank has probably left the run, and
+    /// the coordinator, which sees its stream end, names it better (with its worker id) and may
+    /// already be aborting the run: its abort, if it comes within a short bounded wait, is the
+    /// reason given, with the ring's failure as the inner exception.
+    /// </summary>
+    private void SumOverRing(TcpRing ring, int total)
+    {
+        try
+        {
+            ring.AllReduce(_flat, total, _step);
+        }
+        catch (ClusterException e) when (ring.LostNeighbour)
+        {
+            throw AbortWithin(TimeSpan.FromSeconds(2), e) ?? e;
+        }
+    }
+
+    /// <summary>The coordinator's abort if one arrives within <paramref name="wait"/> (notices on the way are handled); else null.</summary>
+    private ClusterException? AbortWithin(TimeSpan wait, ClusterException cause)
+    {
+        // The run is over for this rank either way: cancelling the read may end the call.
+        using var limit = new CancellationTokenSource(wait);
+        try
+        {
+            while (_call.ResponseStream.MoveNext(limit.Token).GetAwaiter().GetResult())
+            {
+                var message = _call.ResponseStream.Current;
+                if (message.BodyCase == CoordinatorMessage.BodyOneofCase.Abort)
+                    return new ClusterException($"the coordinator aborted the run: {message.Abort.Reason}", cause);
+                if (message.BodyCase != CoordinatorMessage.BodyOneofCase.Saved) return null;
+                SavedCheckpoints.Add((message.Saved.Step, message.Saved.Path));
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or RpcException or IOException or InvalidOperationException)
+        {
+            // no abort in time, or the stream is gone too: the ring's failure is the reason
+        }
+        return null;
     }
 
     /// <summary>The hub path: this rank's gradients to the coordinator in chunks; the sum back in chunks.</summary>

@@ -22,25 +22,46 @@ namespace BnDist.Worker;
 /// start at their own rank, so the hub's rank-order sums and the ring's differ in the last bits.)
 /// </para>
 /// <para>
-/// Each connection begins with a handshake: the connecting rank sends a magic number, its rank
-/// and HMAC-SHA256(run token, "bndist-ring/run/rank"); anything else is closed unanswered. Every
-/// send and receive has the operation deadline; a neighbour that vanishes or stalls ends the
-/// call with a <see cref="ClusterException"/> naming it.
+/// Each segment travels behind a <see cref="HeaderBytes"/>-byte header: sender rank, a hash of
+/// the run id, step, the ring operation's sequence number, exchange, segment index, total and
+/// segment length. The receiver reads the header first and compares it with the one it expects
+/// before it receives the payload, so a rank out of step (or of another run, or with another
+/// gradient length) fails the operation at once, before any sum is used. The header goes out as
+/// a separate small send ahead of the payload (no copy of the payload, no round trip).
+/// </para>
+/// <para>
+/// Each connection begins with a mutual challenge–response handshake keyed by the run token:
+/// the accepting rank sends its rank and a fresh random nonce; the connecting rank answers with
+/// its rank, its own nonce and HMAC-SHA256(token, "bndist-ring/v2/connect/run/from/to" ‖ both
+/// nonces); the acceptor checks it and proves the token in turn with the "accept" label. A
+/// recorded handshake is useless on another connection (the other side's nonce differs), and
+/// anything that fails a check is closed unanswered. Every send and receive has the deadline; a
+/// neighbour that vanishes or stalls ends the call with a <see cref="ClusterException"/> naming it.
 /// </para>
 /// </summary>
 public sealed class TcpRing : IDisposable
 {
-    private const uint Magic = 0x524E4442; // "BDNR"
-    private const int HelloBytes = 4 + 4 + 32;
+    private const uint HandshakeMagic = 0x32524442; // "BDR2"
+    private const uint SegmentMagic = 0x53524442;   // "BDRS"
+    private const int NonceBytes = 32, ProofBytes = 32;
+    private const int ChallengeBytes = 4 + 4 + NonceBytes;              // acceptor → connector
+    private const int HelloBytes = 4 + 4 + NonceBytes + ProofBytes;     // connector → acceptor
+
+    /// <summary>The bytes ahead of each segment's payload.</summary>
+    public const int HeaderBytes = 48;
 
     private readonly Socket _next, _prev;
     private readonly TimeSpan _timeout;
+    private readonly ulong _runHash;
+    private readonly byte[] _sendHeader = new byte[HeaderBytes], _receivedHeader = new byte[HeaderBytes], _expectedHeader = new byte[HeaderBytes];
     private CancellationTokenSource _sendDeadline = new();
     private float[] _incoming = [];
+    private long _sequence;
 
-    private TcpRing(int rank, int world, Socket next, Socket prev, TimeSpan timeout)
+    private TcpRing(int rank, int world, Socket next, Socket prev, TimeSpan timeout, string runId)
     {
         (Rank, WorldSize, _next, _prev, _timeout) = (rank, world, next, prev, timeout);
+        _runHash = RunHash(runId);
         foreach (var s in new[] { next, prev })
         {
             s.NoDelay = true;
@@ -52,6 +73,13 @@ public sealed class TcpRing : IDisposable
     public int Rank { get; }
 
     public int WorldSize { get; }
+
+    /// <summary>
+    /// After a failed <see cref="AllReduce"/>: true when a neighbour closed, reset or stopped
+    /// answering on its connection (it may have left the run, which the coordinator may know
+    /// better); false when the ring itself worked but the ranks disagreed (a header mismatch).
+    /// </summary>
+    public bool LostNeighbour { get; private set; }
 
     private int Next => (Rank + 1) % WorldSize;
 
@@ -88,8 +116,21 @@ public sealed class TcpRing : IDisposable
         byte[] key = Encoding.UTF8.GetBytes(token ?? "");
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         deadline.CancelAfter(timeout);
-        var accept = AcceptAsync(listener, rank, prev, Tag(key, runId, prev), deadline.Token);
-        var connect = ConnectAsync(endpoints[next], rank, next, Tag(key, runId, rank), deadline.Token);
+        // The first side to fail ends the other at once: no waiting out the deadline for a lost cause.
+        async Task<Socket> OrCancelBoth(Task<Socket> side)
+        {
+            try
+            {
+                return await side;
+            }
+            catch
+            {
+                deadline.Cancel();
+                throw;
+            }
+        }
+        var accept = OrCancelBoth(AcceptAsync(listener, rank, prev, key, runId, deadline.Token));
+        var connect = OrCancelBoth(ConnectAsync(endpoints[next], rank, next, key, runId, deadline.Token));
         try
         {
             await Task.WhenAll(accept, connect);
@@ -99,31 +140,49 @@ public sealed class TcpRing : IDisposable
             if (accept.IsCompletedSuccessfully) accept.Result.Dispose();
             if (connect.IsCompletedSuccessfully) connect.Result.Dispose();
             cancellation.ThrowIfCancellationRequested();
-            string what = !accept.IsCompletedSuccessfully ? $"rank {prev} did not connect to it" : $"it could not reach rank {next} at {endpoints[next]}";
-            throw new ClusterException($"rank {rank}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what} ({e.Message})", e);
+            // Report the side that failed on its own, not the one cancelled because of it.
+            Exception? Own(Task t) => t.Exception?.InnerException is { } x and not OperationCanceledException ? x : null;
+            string what = Own(connect) is { } c ? $"it could not reach rank {next} at {endpoints[next]} ({c.Message})"
+                : Own(accept) is { } a ? $"rank {prev} did not connect to it ({a.Message})"
+                : !accept.IsCompletedSuccessfully ? $"rank {prev} did not connect to it"
+                : $"it could not reach rank {next} at {endpoints[next]}";
+            throw new ClusterException($"rank {rank}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what}", e);
         }
-        return new TcpRing(rank, world, connect.Result, accept.Result, timeout);
+        return new TcpRing(rank, world, connect.Result, accept.Result, timeout, runId);
     }
 
-    /// <summary>Sums <paramref name="data"/>[0, length) over the ring's ranks, in place; every rank ends with the same bits.</summary>
+    /// <summary>
+    /// Sums <paramref name="data"/>[0, length) over the ring's ranks, in place; every rank ends
+    /// with the same bits. Every rank must call it with the same step and length, in the same
+    /// order (the ring counts its operations); a rank that does not fails the call on its
+    /// neighbours before they use its data.
+    /// </summary>
     public void AllReduce(float[] data, int length, long step)
     {
-        if (WorldSize == 1 || length == 0) return;
+        if (WorldSize == 1) return;
+        long sequence = _sequence++;
         int longest = (length + WorldSize - 1) / WorldSize;
         if (_incoming.Length < longest) _incoming = new float[longest];
         try
         {
+            int exchange = 0;
             for (int s = 0; s < WorldSize - 1; s++)
-                Exchange(data, length, send: Mod(Rank - s), receive: Mod(Rank - s - 1), add: true);
+                Exchange(data, length, step, sequence, exchange++, send: Mod(Rank - s), receive: Mod(Rank - s - 1), add: true);
             for (int s = 0; s < WorldSize - 1; s++)
-                Exchange(data, length, send: Mod(Rank + 1 - s), receive: Mod(Rank - s), add: false);
+                Exchange(data, length, step, sequence, exchange++, send: Mod(Rank + 1 - s), receive: Mod(Rank - s), add: false);
         }
-        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        catch (ClusterException)
         {
             // A broken ring is not used again: closing both connections now makes the failure
             // travel around the ring at once instead of at each rank's deadline.
             Dispose();
-            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e)}", e);
+            throw;
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            Dispose();
+            LostNeighbour = true;
+            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}", e);
         }
     }
 
@@ -135,26 +194,45 @@ public sealed class TcpRing : IDisposable
     }
 
     /// <summary>Sends segment <paramref name="send"/> to rank + 1 while receiving segment <paramref name="receive"/> from rank − 1.</summary>
-    private void Exchange(float[] data, int length, int send, int receive, bool add)
+    private void Exchange(float[] data, int length, long step, long sequence, int exchange, int send, int receive, bool add)
     {
         var (s0, s1) = Segment(send, length);
         var (r0, r1) = Segment(receive, length);
+        WriteHeader(_sendHeader, Rank, step, sequence, exchange, send, length, s1 - s0);
         _sendDeadline.CancelAfter(_timeout);
-        var sending = SendAllAsync(FloatBytes.AsMemory(data, s0, s1 - s0), _sendDeadline.Token).AsTask();
+        var sending = SendAsync(_sendHeader, FloatBytes.AsMemory(data, s0, s1 - s0), _sendDeadline.Token);
         try
         {
+            ReceiveAll(_receivedHeader);
+            WriteHeader(_expectedHeader, Prev, step, sequence, exchange, receive, length, r1 - r0);
+            if (!_receivedHeader.AsSpan().SequenceEqual(_expectedHeader))
+                throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: rank {Prev} sent {DescribeHeader(_receivedHeader)} " +
+                                           $"where rank {Rank} expected {DescribeHeader(_expectedHeader)}");
             var target = add ? _incoming.AsSpan(0, r1 - r0) : data.AsSpan(r0, r1 - r0);
             ReceiveAll(MemoryMarshal.AsBytes(target));
             if (add) FloatSums.AddFirst(_incoming.AsSpan(0, r1 - r0), data.AsSpan(r0, r1 - r0));
         }
-        catch
+        catch (Exception e)
         {
             // The ring is broken: abort our send rather than wait out its deadline.
+            bool nextClosed = HasClosed(_next);
             _next.Dispose();
             try { sending.GetAwaiter().GetResult(); } catch (Exception) { /* the receive's failure is the one to report */ }
-            throw;
+            if (e is ClusterException) throw;
+            if (e is not (SocketException or IOException or ObjectDisposedException)) throw;
+            LostNeighbour = true;
+            string also = nextClosed && Next != Prev ? $"; rank {Next} closed its ring connection too" : "";
+            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}{also}", e);
         }
-        sending.GetAwaiter().GetResult();
+        try
+        {
+            sending.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            LostNeighbour = true;
+            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: false)}", e);
+        }
         if (!_sendDeadline.TryReset())
         {
             _sendDeadline.Dispose();
@@ -162,7 +240,14 @@ public sealed class TcpRing : IDisposable
         }
     }
 
-    private async ValueTask SendAllAsync(Memory<byte> bytes, CancellationToken cancellation)
+    /// <summary>The header, then the payload: two sends on the socket, no copy of the payload.</summary>
+    private async Task SendAsync(ReadOnlyMemory<byte> header, ReadOnlyMemory<byte> payload, CancellationToken cancellation)
+    {
+        await SendAllAsync(header, cancellation);
+        await SendAllAsync(payload, cancellation);
+    }
+
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellation)
     {
         while (bytes.Length > 0)
         {
@@ -181,22 +266,80 @@ public sealed class TcpRing : IDisposable
         }
     }
 
+    /// <summary>Whether the connection to rank + 1 (which never carries data this way) has seen its end or an error.</summary>
+    private static bool HasClosed(Socket socket)
+    {
+        try
+        {
+            return socket.Poll(0, SelectMode.SelectRead) || socket.Poll(0, SelectMode.SelectError);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return true;
+        }
+    }
+
+    private void WriteHeader(Span<byte> h, int sender, long step, long sequence, int exchange, int segment, int total, int count)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(h, SegmentMagic);
+        BinaryPrimitives.WriteInt32LittleEndian(h[4..], sender);
+        BinaryPrimitives.WriteUInt64LittleEndian(h[8..], _runHash);
+        BinaryPrimitives.WriteInt64LittleEndian(h[16..], step);
+        BinaryPrimitives.WriteInt64LittleEndian(h[24..], sequence);
+        BinaryPrimitives.WriteInt32LittleEndian(h[32..], exchange);
+        BinaryPrimitives.WriteInt32LittleEndian(h[36..], segment);
+        BinaryPrimitives.WriteInt32LittleEndian(h[40..], total);
+        BinaryPrimitives.WriteInt32LittleEndian(h[44..], count * sizeof(float));
+    }
+
+    private static string DescribeHeader(ReadOnlySpan<byte> h) =>
+        BinaryPrimitives.ReadUInt32LittleEndian(h) != SegmentMagic
+            ? $"[not a ring header: {Convert.ToHexString(h[..16])}…]"
+            : $"[from rank {BinaryPrimitives.ReadInt32LittleEndian(h[4..])}, run {BinaryPrimitives.ReadUInt64LittleEndian(h[8..]):x16}, " +
+              $"step {BinaryPrimitives.ReadInt64LittleEndian(h[16..])}, operation #{BinaryPrimitives.ReadInt64LittleEndian(h[24..])}, " +
+              $"exchange {BinaryPrimitives.ReadInt32LittleEndian(h[32..])}, segment {BinaryPrimitives.ReadInt32LittleEndian(h[36..])}, " +
+              $"{BinaryPrimitives.ReadInt32LittleEndian(h[44..])} bytes of {BinaryPrimitives.ReadInt32LittleEndian(h[40..])} values]";
+
+    /// <summary>A 64-bit tag of the run id for the segment headers (the handshake already proved the run; this catches a mix-up, not an attacker).</summary>
+    private static ulong RunHash(string runId) =>
+        BinaryPrimitives.ReadUInt64LittleEndian(SHA256.HashData(Encoding.UTF8.GetBytes("bndist-ring/run/" + runId)));
+
     private (int Start, int End) Segment(int index, int length) =>
         ((int)((long)length * index / WorldSize), (int)((long)length * (index + 1) / WorldSize));
 
     private int Mod(int i) => ((i % WorldSize) + WorldSize) % WorldSize;
 
-    private string Describe(Exception e) => e switch
+    /// <summary>What went wrong, naming the neighbour on the side where it went wrong.</summary>
+    private string Describe(Exception e, bool receiving)
     {
-        SocketException { SocketErrorCode: SocketError.TimedOut } or OperationCanceledException =>
-            $"no progress with rank {Prev} or rank {Next} within {_timeout.TotalSeconds:0.#} s",
-        _ => $"{e.Message} (neighbours rank {Prev} and rank {Next})",
-    };
+        int peer = receiving ? Prev : Next;
+        return e switch
+        {
+            IOException { InnerException: null } io => io.Message, // "rank p closed its ring connection"
+            SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } =>
+                $"rank {Prev} sent nothing within {_timeout.TotalSeconds:0.#} s",
+            OperationCanceledException => $"rank {Next} took nothing within {_timeout.TotalSeconds:0.#} s",
+            SocketException { SocketErrorCode: SocketError.ConnectionReset or SocketError.Shutdown or SocketError.ConnectionAborted or SocketError.NotConnected } s =>
+                $"rank {peer} closed its ring connection ({s.Message})",
+            ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted } =>
+                $"rank {Rank}'s ring was closed while it exchanged with rank {Prev} and rank {Next}",
+            _ => $"the ring connection with rank {peer} failed: {e.Message}",
+        };
+    }
 
-    private static byte[] Tag(byte[] key, string runId, int rank) =>
-        HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"bndist-ring/{runId}/{rank}"));
+    /// <summary>HMAC-SHA256(token, label ‖ acceptor's nonce ‖ connector's nonce); the label names the role, the run and both ranks.</summary>
+    private static byte[] Proof(byte[] key, string role, string runId, int from, int to, ReadOnlySpan<byte> acceptorNonce, ReadOnlySpan<byte> connectorNonce)
+    {
+        byte[] label = Encoding.UTF8.GetBytes($"bndist-ring/v2/{role}/{runId.Length}:{runId}/{from}/{to}/");
+        var message = new byte[label.Length + 2 * NonceBytes];
+        label.CopyTo(message, 0);
+        acceptorNonce.CopyTo(message.AsSpan(label.Length));
+        connectorNonce.CopyTo(message.AsSpan(label.Length + NonceBytes));
+        return HMACSHA256.HashData(key, message);
+    }
 
-    private static async Task<Socket> ConnectAsync(string endpoint, int rank, int next, byte[] tag, CancellationToken cancellation)
+    /// <summary>The connecting side: reads the challenge, proves the token over both nonces, checks the acceptor's proof.</summary>
+    private static async Task<Socket> ConnectAsync(string endpoint, int rank, int next, byte[] key, string runId, CancellationToken cancellation)
     {
         int colon = endpoint.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out int port))
@@ -208,15 +351,22 @@ public sealed class TcpRing : IDisposable
             try
             {
                 await socket.ConnectAsync(host, port, cancellation);
-                var hello = new byte[HelloBytes];
-                BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
-                BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
-                tag.CopyTo(hello, 8);
-                await socket.SendAsync(hello, SocketFlags.None, cancellation);
-                var answer = new byte[8];
-                await ReceiveExactlyAsync(socket, answer, cancellation);
-                if (BinaryPrimitives.ReadUInt32LittleEndian(answer) != Magic || BinaryPrimitives.ReadInt32LittleEndian(answer.AsSpan(4)) != next)
+                var challenge = new byte[ChallengeBytes];
+                await ReceiveExactlyAsync(socket, challenge, cancellation);
+                if (BinaryPrimitives.ReadUInt32LittleEndian(challenge) != HandshakeMagic || BinaryPrimitives.ReadInt32LittleEndian(challenge.AsSpan(4)) != next)
                     throw new IOException($"{endpoint} is not rank {next}'s ring endpoint");
+                var acceptorNonce = challenge.AsSpan(8, NonceBytes).ToArray();
+                var connectorNonce = RandomNumberGenerator.GetBytes(NonceBytes);
+                var hello = new byte[HelloBytes];
+                BinaryPrimitives.WriteUInt32LittleEndian(hello, HandshakeMagic);
+                BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
+                connectorNonce.CopyTo(hello, 8);
+                Proof(key, "connect", runId, rank, next, acceptorNonce, connectorNonce).CopyTo(hello, 8 + NonceBytes);
+                await socket.SendAsync(hello, SocketFlags.None, cancellation);
+                var answer = new byte[ProofBytes];
+                await ReceiveExactlyAsync(socket, answer, cancellation);
+                if (!CryptographicOperations.FixedTimeEquals(answer, Proof(key, "accept", runId, next, rank, acceptorNonce, connectorNonce)))
+                    throw new IOException($"{endpoint} did not prove it holds the run's token: it is not rank {next}");
                 return socket;
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && !cancellation.IsCancellationRequested)
@@ -232,25 +382,33 @@ public sealed class TcpRing : IDisposable
         }
     }
 
-    /// <summary>Accepts until rank <paramref name="prev"/> shows the right tag; anyone else is closed unanswered.</summary>
-    private static async Task<Socket> AcceptAsync(Socket listener, int rank, int prev, byte[] tag, CancellationToken cancellation)
+    /// <summary>
+    /// Accepts until rank <paramref name="prev"/> answers this connection's challenge with the
+    /// token's proof; anyone else is closed unanswered. Every read has the ring's deadline.
+    /// </summary>
+    private static async Task<Socket> AcceptAsync(Socket listener, int rank, int prev, byte[] key, string runId, CancellationToken cancellation)
     {
         while (true)
         {
             var socket = await listener.AcceptAsync(cancellation);
             try
             {
+                var acceptorNonce = RandomNumberGenerator.GetBytes(NonceBytes);
+                var challenge = new byte[ChallengeBytes];
+                BinaryPrimitives.WriteUInt32LittleEndian(challenge, HandshakeMagic);
+                BinaryPrimitives.WriteInt32LittleEndian(challenge.AsSpan(4), rank);
+                acceptorNonce.CopyTo(challenge, 8);
+                await socket.SendAsync(challenge, SocketFlags.None, cancellation);
                 var hello = new byte[HelloBytes];
                 await ReceiveExactlyAsync(socket, hello, cancellation);
-                bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == Magic &&
+                var connectorNonce = hello.AsSpan(8, NonceBytes);
+                bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == HandshakeMagic &&
                              BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)) == prev &&
-                             CryptographicOperations.FixedTimeEquals(hello.AsSpan(8), tag);
+                             CryptographicOperations.FixedTimeEquals(hello.AsSpan(8 + NonceBytes, ProofBytes),
+                                 Proof(key, "connect", runId, prev, rank, acceptorNonce, connectorNonce));
                 if (valid)
                 {
-                    var answer = new byte[8];
-                    BinaryPrimitives.WriteUInt32LittleEndian(answer, Magic);
-                    BinaryPrimitives.WriteInt32LittleEndian(answer.AsSpan(4), rank);
-                    await socket.SendAsync(answer, SocketFlags.None, cancellation);
+                    await socket.SendAsync(Proof(key, "accept", runId, rank, prev, acceptorNonce, connectorNonce), SocketFlags.None, cancellation);
                     socket.NoDelay = true;
                     return socket;
                 }
