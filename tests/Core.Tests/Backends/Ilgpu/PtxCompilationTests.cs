@@ -82,9 +82,9 @@ public sealed class PtxCompilationTests(PtxCompilationTests.Compilation compilat
         foreach (var r in results)
         {
             if (r.SharedBytes > StaticSharedLimit)
-                failures.Add($"{r.Kernel} declares {r.SharedBytes} bytes of static shared memory for {architecture}, over the {StaticSharedLimit} of a block");
+                failures.Add($"{r.Kernel} declares {r.SharedBytes} bytes of static shared memory for {architecture} (PTX ISA {r.InstructionSet}), over the {StaticSharedLimit} of a block");
             if (r.DynamicShared)
-                failures.Add($"{r.Kernel} declares dynamic shared memory for {architecture}, which IlgpuBackend never sizes in its launches");
+                failures.Add($"{r.Kernel} declares dynamic shared memory for {architecture} (PTX ISA {r.InstructionSet}), which IlgpuBackend never sizes in its launches");
         }
         foreach (var r in results.Where(r => r.SharedBytes > 0).DistinctBy(r => r.Kernel))
             output.WriteLine($"{r.Kernel}: {r.SharedBytes} bytes of static shared memory");
@@ -162,9 +162,17 @@ public sealed class PtxCompilationTests(PtxCompilationTests.Compilation compilat
             }
             catch (Exception e)
             {
-                return new Result(kernel.Name, isa, null, $"{e.GetType().Name}: {e.Message}", clock.Elapsed.TotalMilliseconds);
+                return new Result(kernel.Name, isa, null, Describe(e), clock.Elapsed.TotalMilliseconds);
             }
         }
+    }
+
+    /// <summary>"InternalCompilerException: … ← NotSupportedIntrinsicException: …": ILGPU wraps the cause.</summary>
+    private static string Describe(Exception e)
+    {
+        var parts = new List<string>();
+        for (var x = e; x is not null; x = x.InnerException) parts.Add($"{x.GetType().Name}: {x.Message}");
+        return string.Join(" ← ", parts);
     }
 
     /// <summary>One kernel compiled for one architecture and instruction set: its PTX, or why not.</summary>
