@@ -12,7 +12,7 @@ BNDIST := src/Cli/bin/$(CONFIG)/net10.0/bndist
 WORKERS ?= 2
 RUN_ARGS ?= --model convnet --epochs 4 --batch-size 128 --lr 0.05 --lr-schedule cosine --momentum 0.9 --weight-decay 5e-4
 
-.PHONY: all build run test bench bench-kernels bench-step bench-collectives bench-accuracy clean
+.PHONY: all build run test bench bench-kernels bench-step bench-collectives bench-accuracy bench-gpu clean
 
 all: build
 
@@ -38,6 +38,11 @@ bench-collectives: build
 
 bench-accuracy: build
 	bash bench/accuracy.sh
+
+# On a machine with an NVIDIA GPU: the tests with CUDA, launch --device cuda, the step against
+# PyTorch, from outputs built beforehand (bash bench/gpu.sh --bundle where the SDK is; see its header).
+bench-gpu:
+	bash bench/gpu.sh
 
 clean:
 	dotnet clean BnDist.sln -c $(CONFIG)

@@ -6,7 +6,8 @@ What it measures: one step = zero_grad, forward (model.train(), batch norm on ba
 F.cross_entropy, backward, torch.optim.SGD(lr 0.01, momentum 0.9, weight decay 5e-4).step() and
 loss.item(), on one fixed batch: the first --batch-size samples of the embedded Fashion-MNIST
 training subset (data/fashion-mnist), as `bndist bench step` uses. After --warmup untimed steps,
---iterations steps are timed one by one with time.perf_counter; it prints one JSON line
+--iterations steps are timed one by one with time.perf_counter (on --device cuda too: loss.item()
+ends each step by waiting for the GPU); it prints one JSON line
 
   {"median_ms", "min_ms", "max_ms", "threads", "batch_size", "model", "norm", "iterations",
    "warmup", "gflop_per_step", "gflops", "torch_version", "blas", "mkldnn", ...}
@@ -47,19 +48,24 @@ def main():
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "data", "fashion-mnist"),
                     help="directory of the IDX files (default: the embedded subset)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu",
+                    help="torch device: cpu (default) or cuda[:N]; each step ends in loss.item(), which waits for the GPU")
     args = ap.parse_args()
     if args.batch_size < 1 or args.threads < 1 or args.iterations < 1 or args.warmup < 0:
         ap.error("--batch-size, --threads and --iterations must be >= 1, --warmup >= 0")
 
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device")
     tm.setup_threads(args.threads)
     torch.manual_seed(args.seed)
     images, labels = tm.load_fashion_mnist(args.data, train=True)
     if args.batch_size > len(labels):
         ap.error(f"--batch-size {args.batch_size} exceeds the {len(labels)} samples in {args.data}")
-    x = images[:args.batch_size].contiguous()
-    y = labels[:args.batch_size].contiguous()
+    x = images[:args.batch_size].contiguous().to(device)
+    y = labels[:args.batch_size].contiguous().to(device)
 
-    model = tm.build(args.model, args.norm)
+    model = tm.build(args.model, args.norm).to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
@@ -88,6 +94,12 @@ def main():
         "gflop_per_step": gflop, "gflops": gflop / (median / 1000.0),
     }
     result.update(tm.runtime_info())
+    result["device"] = str(device)
+    if device.type == "cuda":
+        # PyTorch's defaults, recorded beside the figure: TF32 convolutions are on unless disabled.
+        result["cuda_device"] = torch.cuda.get_device_name(device)
+        result["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
+        result["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
     print(json.dumps(result))
     return 0
 

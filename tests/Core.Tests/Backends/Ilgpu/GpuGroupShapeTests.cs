@@ -1,17 +1,28 @@
+using System.Numerics;
 using BnDist.Core.Backends;
 using BnDist.Core.Backends.Cpu;
 using BnDist.Core.Backends.Ilgpu;
+using BnDist.Core.Backends.Ilgpu.Kernels;
+using BnDist.Core.Collectives;
+using BnDist.Core.Data;
+using BnDist.Core.Models;
+using BnDist.Core.Optim;
+using BnDist.Core.Training;
+using ILGPU;
+using Xunit.Abstractions;
 
 namespace BnDist.Core.Tests.Backends.Ilgpu;
 
 /// <summary>
 /// The GEMM as a GPU runs it — groups of 16×16 threads, 64×64 tiles, K slices of 16 — on the CPU
 /// simulator configured with 256-thread groups (slow: every thread is an OS thread, so only two
-/// small products). The other simulator tests run 4×4 groups with 16×16 tiles.
+/// small products). The other simulator tests run 4×4 groups with 16×16 tiles. And the launch
+/// configurations a GPU gets, checked against CUDA's limits without one.
 /// </summary>
 [Collection(IlgpuCollection.Name)]
-public sealed class GpuGroupShapeTests
+public sealed class GpuGroupShapeTests(ITestOutputHelper output)
 {
+    private const int Batch = 256;
     [Fact]
     public void ConvAndLinear_With256ThreadGroups_MatchCpu()
     {
@@ -40,5 +51,76 @@ public sealed class GpuGroupShapeTests
         BackendOpsTests.AssertProducts(le.Y, lg.Y, lbound.Y, 71, "linear y");
         BackendOpsTests.AssertProducts(le.Dx, lg.Dx, lbound.Dx, 67, "linear dx");
         BackendOpsTests.AssertProducts(le.Dw, lg.Dw, lbound.Dw, 3, "linear dw");
+    }
+
+    /// <summary>
+    /// Every launch of a training step and of an evaluation at batch 256, of every built-in model
+    /// with every normalization, as a GPU gets it: the simulator with 256-thread groups gives the
+    /// backend the group shapes of any CUDA device (it caps reductions at 256 threads and the GEMM
+    /// at 16×16; only the number of grid-stride groups follows the multiprocessor count), and the
+    /// launchers are swapped for recorders (<see cref="IlgpuKernels.RecordInsteadOfLaunching"/>),
+    /// so the backend's host code runs at full size and no kernel runs. Checked per launch:
+    /// CUDA's limits — a block of at most 1024 threads (x, y ≤ 1024, z ≤ 64), a whole number of
+    /// 32-thread warps, a grid of x ≤ 2³¹ − 1, y, z ≤ 65535 — and no dynamic shared memory (the
+    /// kernels' shared arrays are static, PtxCompilationTests sizes them); what the kernels'
+    /// shared arrays assume — a reduction group (NormKernels) a power of two of at most
+    /// <see cref="NormKernels.MaxGroup"/> threads (TreeSum), a GEMM group of Side² threads whose K
+    /// slice of 4·Side·SliceK floats fits <see cref="GemmKernels.SharedFloats"/>, SliceK a multiple
+    /// of <see cref="GemmKernels.TileK"/>, and a grid covering C. And every kernel is launched.
+    /// </summary>
+    [Fact]
+    public void EveryLaunchOfEveryModel_AtBatch256_FitsCudaLimits_AndTheKernelsSharedArrays()
+    {
+        using var backend = IlgpuDevices.OpenCpuSimulator(groupSize: 256);
+        var launches = IlgpuKernels.RecordInsteadOfLaunching(backend);
+        var data = new Dataset(new float[Batch * 28 * 28], new byte[Batch], 28, 28);
+        int[] indices = [.. Enumerable.Range(0, Batch)];
+        var models = ModelFactory.Architectures.Select(a => a.StartsWith("mlp:", StringComparison.Ordinal) ? "mlp:300,100" : a).ToList();
+        foreach (string model in models)
+        foreach (string norm in ModelFactory.Normalizations)
+        {
+            Assert.True(ModelFactory.IsKnown(model), model);
+            int before = launches.Count;
+            var network = ModelFactory.Create(model, backend, SingleProcessCollective.Instance, 0, new NormalizationOptions(norm, Groups: 4)); // 4 divides every width
+            var sgd = new Sgd(backend, network.Parameters, 0.9f, 5e-4f);
+            new TrainingStep(backend, network, sgd, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance)
+                .Run(data, indices, Batch, 0.01f);
+            new Evaluator(backend, network, Batch).Evaluate(data);
+            output.WriteLine($"{model}/{norm}: {launches.Count - before} launches");
+        }
+
+        var failures = new List<string>();
+        foreach (var launch in launches)
+        {
+            var (grid, group) = (launch.Config.GridDim, launch.Config.GroupDim);
+            string at = $"{launch.Name} grid ({grid.X}, {grid.Y}, {grid.Z}) × group ({group.X}, {group.Y}, {group.Z})";
+            if (group.X < 1 || group.Y < 1 || group.Z < 1 || group.X > 1024 || group.Y > 1024 || group.Z > 64 || group.Size > 1024)
+                failures.Add($"{at}: a CUDA block has at most 1024 threads (x, y ≤ 1024, z ≤ 64)");
+            if (group.Size % 32 != 0)
+                failures.Add($"{at}: not a whole number of 32-thread warps");
+            if (grid.X < 1 || grid.Y < 1 || grid.Z < 1 || grid.Y > 65535 || grid.Z > 65535)
+                failures.Add($"{at}: a CUDA grid has x ≤ 2³¹ − 1 and y, z ≤ 65535 blocks, each at least 1");
+            if (launch.Config.UsesDynamicSharedMemory)
+                failures.Add($"{at}: dynamic shared memory, which the kernels do not declare");
+            if (launch.Kernel.DeclaringType == typeof(NormKernels) && (group.Size > NormKernels.MaxGroup || !BitOperations.IsPow2(group.Size)))
+                failures.Add($"{at}: a reduction group must be a power of two of at most {NormKernels.MaxGroup} threads, the size of its shared arrays");
+            if (launch.Arguments.FirstOrDefault() is GemmShape s)
+            {
+                int tile = 4 * s.Side;
+                if (s.Side * s.Side != group.Size || s.SliceK < 1 || s.SliceK % GemmKernels.TileK != 0 || s.SliceK * tile > GemmKernels.SharedFloats)
+                    failures.Add($"{at}: GEMM Side {s.Side}, SliceK {s.SliceK}: needs Side² threads, SliceK a multiple of {GemmKernels.TileK}, 4·Side·SliceK ≤ {GemmKernels.SharedFloats}");
+                if ((long)grid.X * tile < s.N || (long)grid.Y * tile < s.M)
+                    failures.Add($"{at}: the grid does not cover C ({s.M} × {s.N}) with {tile}-wide tiles");
+            }
+        }
+
+        var launched = launches.Select(l => l.Name).ToHashSet();
+        var never = IlgpuKernels.Declared().Select(IlgpuKernels.Name).Where(k => !launched.Contains(k)).ToList();
+        if (never.Count > 0) failures.Add($"never launched, so not checked: {string.Join(", ", never)}");
+        foreach (var g in launches.GroupBy(l => l.Name).OrderBy(g => g.Key, StringComparer.Ordinal))
+            output.WriteLine($"{g.Key}: {g.Count()} launches, largest grid {g.Max(l => l.Config.GridDim.X)} × {g.Max(l => l.Config.GridDim.Y)} × {g.Max(l => l.Config.GridDim.Z)}, " +
+                             $"groups {string.Join(", ", g.Select(l => l.Config.GroupDim.Size).Distinct())}");
+        Assert.NotEmpty(launches);
+        Assert.True(failures.Count == 0, string.Join("\n", failures.Distinct().Take(40)));
     }
 }
