@@ -42,10 +42,19 @@ public static class TrainCommand
         if (o.Resume is not null) Checkpoint.Load(o.Resume, backend, network, optimizer);
         if (o.SaveInit is not null) Checkpoint.Save(o.SaveInit, backend, network, optimizer, startStep, config);
 
-        var trainer = new Trainer(config, backend, network, optimizer, train, test, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance)
+        Trainer trainer;
+        try
         {
-            StartStep = startStep,
-        };
+            trainer = new Trainer(config, backend, network, optimizer, train, test, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance)
+            {
+                StartStep = startStep,
+            };
+            trainer.CheckBatchNormSizes();
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"train: {e.Message}");
+        }
         System.Console.WriteLine(
             $"bndist train: {config.Model}/{config.Norm}, {network.ParameterCount:N0} parameters, device {backend.Name}" +
             (backend is Core.Backends.Cpu.CpuBackend cpu ? $" ({cpu.Threads} threads)" : ""));

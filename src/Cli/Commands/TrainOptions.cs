@@ -22,6 +22,7 @@ public sealed record TrainOptions(
           --weight-decay X             L2 weight decay (default 5e-4)
           --seed N                     seed of initialization and shuffling (default 0)
           --no-shuffle                 visit samples in file order
+          --keep-last-batch            train on an epoch's incomplete last batch too (default: drop it)
           --bn-momentum X              running-average factor (default 0.1)
           --bn-mode ema|cumulative     running averages: exponential, or the population average
           --threads N                  CPU threads (default: all cores)
@@ -52,6 +53,7 @@ public sealed record TrainOptions(
             WeightDecay = a.Double("weight-decay", 5e-4),
             Seed = (ulong)a.Long("seed", 0, min: 0),
             Shuffle = !a.Flag("no-shuffle"),
+            DropLast = !a.Flag("keep-last-batch"),
             BnMomentum = a.Double("bn-momentum", 0.1),
             BnMode = a.String("bn-mode", "ema"),
             Evaluate = !a.Flag("no-eval"),
