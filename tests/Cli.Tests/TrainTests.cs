@@ -38,4 +38,19 @@ public sealed class TrainTests
         Assert.Contains("3 steps/epoch", stdout);
         Assert.Contains("done: 3 steps", stdout);
     }
+
+    [Fact]
+    public void Train_with_no_eval_ends_with_not_evaluated_and_prints_no_NaN()
+    {
+        using var data = new TinyData(train: 20, test: 10);
+        var (code, stdout, stderr) = Bndist("train", "--data", data.Path, "--model", "mlp-paper", "--batch-size", "5", "--epochs", "2", "--no-eval");
+        Assert.True(code == 0, stdout + stderr);
+        Assert.Matches(@"done: 8 steps in [0-9.]+ s; not evaluated\n", stdout);
+        Assert.DoesNotContain("NaN", stdout + stderr);
+        // With evaluation, each epoch and the end report the test set.
+        (code, stdout, stderr) = Bndist("train", "--data", data.Path, "--model", "mlp-paper", "--batch-size", "5", "--epochs", "2", "--quiet");
+        Assert.True(code == 0, stdout + stderr);
+        Assert.Contains("epoch 2: test loss", stdout);
+        Assert.Matches(@"done: 8 steps in [0-9.]+ s; test accuracy [0-9.]+, test loss [0-9.]+\n", stdout);
+    }
 }
