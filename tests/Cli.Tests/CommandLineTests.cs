@@ -31,6 +31,7 @@ public sealed class CommandLineTests
     [InlineData(new[] { "train", "--resume", "/no/such/checkpoint.safetensors" }, "--resume: no such file '/no/such/checkpoint.safetensors'")]
     [InlineData(new[] { "train", "--init", "/no/such/checkpoint.safetensors" }, "--init: no such file")]
     [InlineData(new[] { "train", "--data", "/no/such/directory" }, "--data: no such directory '/no/such/directory'")]
+    [InlineData(new[] { "train", "--data", "/" }, "bndist train: --data: Fashion-MNIST training images not found in '/'")]
     [InlineData(new[] { "train", "--save", "/no/such/directory/final.safetensors" }, "--save: the directory of '/no/such/directory/final.safetensors' does not exist")]
     [InlineData(new[] { "train", "--device", "tpu" }, "bndist train: --device: unknown device 'tpu'")]
     [InlineData(new[] { "train", "--override-config" }, "--override-config only applies with --resume")]

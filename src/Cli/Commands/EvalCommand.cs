@@ -25,12 +25,11 @@ public static class EvalCommand
 
     private static int Run(string path, string? data, int threads, string device)
     {
-        string dataDir = data ?? Dataset.DefaultDirectory();
         var info = Checkpoint.ReadInfo(path);
         using var backend = Devices.Open(device, threads);
         var network = ModelFactory.Create(info.Model, backend, SingleProcessCollective.Instance, 0, new NormalizationOptions(info.Norm));
         Checkpoint.Load(path, backend, network, optimizer: null);
-        var test = Dataset.Load(dataDir, train: false);
+        var test = Opt.LoadData(data, train: false);
         var (loss, accuracy) = new Evaluator(backend, network).Evaluate(test);
         System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{path}: {info.Model}/{info.Norm} at step {info.Step}; {test.Count} test images: accuracy {accuracy:F4}, loss {loss:F4}"));

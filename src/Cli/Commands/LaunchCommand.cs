@@ -44,7 +44,7 @@ public static class LaunchCommand
         int threads = threadsOption ?? Math.Max(1, Environment.ProcessorCount / settings.Workers);
         var config = settings.Training;
         // What the workers would find only after joining: say it now, before any process starts.
-        var trainCount = Dataset.Load(dataDir ?? Dataset.DefaultDirectory(), train: true).Count;
+        var trainCount = Opt.LoadData(dataDir, train: true).Count;
         using (var cpu = new CpuBackend(1))
         {
             var shapes = ModelFactory.Create(config.Model, cpu, SingleProcessCollective.Instance, config.Seed, config.Normalization);

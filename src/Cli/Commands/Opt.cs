@@ -113,4 +113,21 @@ internal static class Opt
         };
         return option;
     }
+
+    /// <summary>
+    /// Loads a split of the data set: a --data directory that lacks its files or holds malformed
+    /// ones is a usage error naming --data; the default directory's problems stay errors (exit 1).
+    /// </summary>
+    public static BnDist.Core.Data.Dataset LoadData(string? dataOption, bool train)
+    {
+        if (dataOption is null) return BnDist.Core.Data.Dataset.Load(BnDist.Core.Data.Dataset.DefaultDirectory(), train);
+        try
+        {
+            return BnDist.Core.Data.Dataset.Load(dataOption, train);
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
+        {
+            throw new UsageException($"--data: {e.Message}");
+        }
+    }
 }

@@ -38,9 +38,9 @@ public static class TrainCommand
         var config = run.Resolve(parse, new TrainingConfig(), resume, parse.GetValue(files.OverrideConfig),
             line => System.Console.WriteLine($"bndist train: {line}"), out long startStep);
 
-        string dataDir = dataOption ?? Dataset.DefaultDirectory();
-        var train = Dataset.Load(dataDir, train: true);
-        var test = Dataset.Load(dataDir, train: false);
+        string dataDir = dataOption ?? Dataset.DefaultDirectory();  // for the header
+        var train = Opt.LoadData(dataOption, train: true);
+        var test = Opt.LoadData(dataOption, train: false);
         using var backend = Devices.Open(device, threads);
         var network = ModelFactory.Create(config.Model, backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
