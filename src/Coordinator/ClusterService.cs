@@ -1,9 +1,12 @@
+using BnDist.Core.Checkpoints;
 using BnDist.Core.Collectives;
+using BnDist.Core.Models;
 using BnDist.Protos;
 using BnDist.Protos.V1;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using ModelLayout = BnDist.Core.Models.ModelLayout;
 using OperationHeader = BnDist.Coordinator.OperationHeader;
 
 namespace BnDist.Coordinator;
@@ -42,13 +45,48 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
             Rank = joined.Rank,
             WorldSize = joined.WorldSize,
             ConfigJson = joined.ConfigJson,
-            InitialState = UnsafeByteOperations.UnsafeWrap(joined.InitialState),
             StartStep = joined.StartStep,
             LearningRate = joined.LearningRate,
             OperationTimeoutMs = (int)joined.OperationTimeout.TotalMilliseconds,
             RingEndpoints = { joined.RingEndpoints },
         };
     }
+
+    public override async Task<PrepareReply> Prepare(PrepareRequest request, ServerCallContext context)
+    {
+        if (request.RunId != run.RunId) throw new RpcException(new Status(StatusCode.FailedPrecondition, $"prepare: run {request.RunId} is not this coordinator's run {run.RunId}"));
+        if (request.Rank < 0 || request.Rank >= run.Settings.Workers) throw Invalid($"prepare: rank {request.Rank} is outside the world of {run.Settings.Workers}");
+        if (request.Model is null) throw Invalid($"prepare: rank {request.Rank} sent no model layout");
+        ModelLayout layout;
+        try
+        {
+            layout = LayoutOf(request.Model);
+        }
+        catch (ArgumentException e)
+        {
+            run.Abort($"rank {request.Rank} sent a malformed model layout: {e.Message}");
+            throw Invalid($"prepare: {e.Message}");
+        }
+        try
+        {
+            byte[] initial = await run.PrepareAsync(request.Rank, layout, request.State.IsEmpty ? null : request.State.ToByteArray(), context.CancellationToken);
+            return new PrepareReply { InitialState = UnsafeByteOperations.UnsafeWrap(initial) };
+        }
+        catch (RunAbortedException e)
+        {
+            throw new RpcException(new Status(StatusCode.Aborted, e.Message));
+        }
+    }
+
+    /// <summary>The layout a worker described; ArgumentException for a value no model can have.</summary>
+    private static ModelLayout LayoutOf(Protos.V1.ModelLayout wire) => new(
+        wire.Architecture,
+        wire.Normalization,
+        [.. wire.Tensors.Select(t => new Core.Models.TensorSpec(t.Name, DTypeOf(t), [.. t.Shape], t.Parameter))],
+        [.. wire.BatchNorms.Select(b => new Core.Models.BatchNormSpec(b.Layer, b.Name, b.Channels, b.Cumulative ? null : b.Momentum))]);
+
+    private static SafeDType DTypeOf(Protos.V1.TensorSpec t) =>
+        SafeDTypeExtensions.TryParse(t.Dtype, out var dtype) ? dtype : throw new ArgumentException($"tensor {t.Name} has dtype '{t.Dtype}'");
 
     public override async Task Collective(IAsyncStreamReader<WorkerMessage> requests, IServerStreamWriter<CoordinatorMessage> responses,
         ServerCallContext context)

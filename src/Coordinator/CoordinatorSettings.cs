@@ -107,7 +107,7 @@ public sealed class CoordinatorSettings
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume exclude each other");
         if (GradientPath is not ("ring" or "hub")) throw new ArgumentException($"--gradient-path expects ring or hub, got '{GradientPath}'");
         ListenAddress();
-        Training.Validate();
+        Training.Validate(knownModel: false); // the workers build the model: the coordinator only needs its layout
         return this;
     }
 

@@ -60,13 +60,8 @@ public sealed partial class RunCoordinator
     /// <summary>The coordinator's running averages, from the same reduced vector every worker receives.</summary>
     private void UpdateRunningStatistics(CompletedOperation op)
     {
-        var bns = _batchNorms;
-        if (op.Header.Layer < 0 || op.Header.Layer >= bns.Length || bns[op.Header.Layer].Channels * 2 + 1 != op.Header.Length)
-        {
-            Abort($"{op.Header} does not match batch-norm layer {op.Header.Layer} of the {_network.Architecture}");
-            return;
-        }
-        bns[op.Header.Layer].Running.Update(op.Sum);
+        if (_running.Update(op.Header.Layer, op.Sum) is { } problem)
+            Abort($"{op.Header} cannot update the running averages of {_layout?.Architecture ?? "the model"}: {problem}");
     }
 
     private void CommitStep(CompletedOperation op)
@@ -130,20 +125,16 @@ public sealed partial class RunCoordinator
     /// <summary>Rank 0's parameters and momentum, this coordinator's running statistics; atomic.</summary>
     private string WriteCheckpoint(byte[] image, long step)
     {
-        var own = _network.Buffers.Select(b => (b.Floats?.ToArray(), b.Longs?.ToArray())).ToList();
-        Checkpoint.Load(image, $"rank 0's state of step {step}", _backend, _network, _optimizer);
-        if (_settings.Training.SyncBatchNorm && _network.Normalization == "bn")
+        SafeTensorsFile file;
+        using (var stream = new MemoryStream(image, writable: false)) file = SafeTensorsFile.Read(stream, $"rank 0's state of step {step}");
+        Checkpoint.CheckLayout(file, file.SourceName!, _layout ?? throw new InvalidDataException("rank 0 uploaded a checkpoint before the model was prepared"),
+            withMomentum: true);
+        if (_settings.Training.SyncBatchNorm && _running.Count > 0)
         {
             // Synchronized: the coordinator's running statistics are authoritative (and equal rank 0's).
-            for (int i = 0; i < own.Count; i++)
-            {
-                var b = _network.Buffers[i];
-                if (b.Floats is not null && !b.Floats.AsSpan().SequenceEqual(own[i].Item1))
-                    _logger.LogWarning("Rank 0's {Buffer} differs from the coordinator's at step {Step}", b.Name, step);
-                own[i].Item1?.CopyTo(b.Floats!, 0);
-                own[i].Item2?.CopyTo(b.Longs!, 0);
-            }
-            _network.MarkParametersChanged();
+            (file, var differed) = _running.Substitute(file);
+            foreach (string name in differed)
+                _logger.LogWarning("Rank 0's {Buffer} differs from the coordinator's at step {Step}", name, step);
         }
         bool final = step == _totalSteps;
         string path = final && _settings.FinalCheckpointPath is not null
@@ -151,27 +142,13 @@ public sealed partial class RunCoordinator
             : Path.Combine(_settings.CheckpointDirectory!, "checkpoint.safetensors");
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null) Directory.CreateDirectory(dir);
-        Checkpoint.Save(path, _backend, _network, _optimizer, step, _settings.Training);
+        file.WriteAtomic(path);
         LatestCheckpoint = path;
         LatestCheckpointStep = step;
         _logger.LogInformation("Checkpoint of step {Step} written to {Path}", step, path);
         return path;
     }
 
-    /// <summary>The BN running statistics as a safetensors image.</summary>
-    public byte[] RunningStatisticsImage()
-    {
-        var file = new SafeTensorsFile();
-        lock (_gate)
-        {
-            foreach (var b in _network.Buffers)
-            {
-                if (b.Floats is not null) file.AddF32(b.Name, [.. b.Shape.Select(d => (long)d)], b.Floats);
-                else file.AddI64(b.Name, [], b.Longs!);
-            }
-        }
-        using var stream = new MemoryStream();
-        file.Write(stream);
-        return stream.ToArray();
-    }
+    /// <summary>The BN running statistics as a safetensors image (one consistent snapshot).</summary>
+    public byte[] RunningStatisticsImage() => _running.Image();
 }

@@ -1,10 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.Channels;
-using BnDist.Core.Backends.Cpu;
 using BnDist.Core.Checkpoints;
 using BnDist.Core.Collectives;
-using BnDist.Core.Layers;
 using BnDist.Core.Models;
 using BnDist.Core.Optim;
 using BnDist.Core.Training;
@@ -13,7 +11,7 @@ using Microsoft.Extensions.Logging;
 namespace BnDist.Coordinator;
 
 /// <summary>What a worker receives when the world is complete.</summary>
-public sealed record JoinResult(string RunId, int Rank, int WorldSize, string ConfigJson, byte[] InitialState,
+public sealed record JoinResult(string RunId, int Rank, int WorldSize, string ConfigJson,
     long StartStep, double LearningRate, TimeSpan OperationTimeout, IReadOnlyList<string> RingEndpoints);
 
 /// <summary>One committed step, as the coordinator saw it.</summary>
@@ -23,23 +21,33 @@ public sealed record StepSummary(long Step, long TotalSteps, int Epoch, double L
 /// <summary>The end of a run: success, or the reason it failed.</summary>
 public sealed record RunOutcome(bool Succeeded, string? Error, long CommittedSteps, double TestAccuracy, string? Checkpoint);
 
+/// <summary>A rank's call that cannot be served because the run has ended; the message is the run's reason.</summary>
+public sealed class RunAbortedException(string reason) : Exception(reason);
+
 /// <summary>
-/// The coordinator of one run, free of gRPC: rendezvous, the reduction of every collective
-/// (through <see cref="OperationHub"/>), the learning-rate schedule, the authoritative BN
-/// running statistics (updated from each step's global statistics with the same code the
-/// workers run, so the copies agree bit for bit), checkpoints (parameters from rank 0, running
-/// statistics from here, written atomically), and the per-rank time accounting. The gRPC
-/// service only translates messages to and from it.
+/// The coordinator of one run, free of gRPC: rendezvous, the model rendezvous (the workers'
+/// layouts and rank 0's initial state: the coordinator never builds the network, so a user's
+/// own model runs as well as a built-in one), the reduction of every collective (through
+/// <see cref="OperationHub"/>), the learning-rate schedule, the authoritative BN running
+/// statistics (<see cref="RunningAverages"/>: updated from each step's global statistics with
+/// the same code the workers run, so the copies agree bit for bit), checkpoints (parameters from
+/// rank 0, running statistics from here, written atomically), and the per-rank time accounting.
+/// The gRPC service only translates messages to and from it.
 /// </summary>
 public sealed partial class RunCoordinator : IDisposable
 {
     private readonly CoordinatorSettings _settings;
     private readonly ILogger _logger;
-    private readonly CpuBackend _backend = new(1);
-    private readonly Network _network;
-    private readonly BatchNorm[] _batchNorms;
-    private readonly Sgd _optimizer;
     private readonly Rendezvous _rendezvous;
+    // --init or --resume: the checkpoint imposed on rank 0's freshly built state.
+    private readonly SafeTensorsFile? _seed;
+    private readonly string? _seedPath;
+    private readonly TaskCompletionSource<byte[]> _prepared = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ModelLayout?[] _layouts = [];
+    private byte[]? _rank0State;
+    private long _prepareOpened;
+    private volatile ModelLayout? _layout;
+    private volatile RunningAverages _running = RunningAverages.None;
     private readonly TaskCompletionSource<RunOutcome> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly object _gate = new();
     private readonly long _startStep;
@@ -61,17 +69,24 @@ public sealed partial class RunCoordinator : IDisposable
     {
         _settings = settings.Validate();
         _logger = logger;
-        var config = settings.Training;
-        _network = ModelFactory.Create(config.Model, _backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
-        _batchNorms = [.. _network.BatchNorms];
-        _optimizer = new Sgd(_backend, _network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
-        if (settings.Init is not null) Checkpoint.Load(settings.Init, _backend, _network, optimizer: null);
-        if (settings.Resume is not null) _startStep = Checkpoint.Load(settings.Resume, _backend, _network, _optimizer).Step;
+        // Read now, so that a missing or corrupt file is reported before any worker joins; it is
+        // checked against the model's layout once the workers have described it.
+        _seedPath = settings.Resume ?? settings.Init;
+        if (_seedPath is not null)
+        {
+            _seed = SafeTensorsFile.Read(_seedPath);
+            var info = Checkpoint.Info(_seed, _seedPath);
+            if (settings.Resume is not null) _startStep = info.Step;
+        }
         _committed = _startStep;
         RunId = Guid.NewGuid().ToString("n")[..12];
         _rendezvous = new Rendezvous(settings.Workers, Protos.WireLimits.ProtocolVersion);
         OperationTimeout = TimeSpan.FromSeconds(settings.OperationTimeoutSeconds);
-        _deadlines = new Timer(_ => _hub?.CheckDeadlines(), null, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200));
+        _deadlines = new Timer(_ =>
+        {
+            _hub?.CheckDeadlines();
+            CheckPrepareDeadline();
+        }, null, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200));
     }
 
     public string RunId { get; }
@@ -80,8 +95,11 @@ public sealed partial class RunCoordinator : IDisposable
 
     public CoordinatorSettings Settings => _settings;
 
-    /// <summary>The coordinator's copy of the network: its BN buffers are the authoritative running statistics.</summary>
-    public Network Network => _network;
+    /// <summary>The model's layout as the workers described it (null until every rank has prepared).</summary>
+    public ModelLayout? Layout => _layout;
+
+    /// <summary>The authoritative running_mean and running_var of every batch-norm layer, by name (a consistent copy).</summary>
+    public IReadOnlyDictionary<string, float[]> RunningStatistics() => _running.Snapshot();
 
     public Task<RunOutcome> Outcome => _outcome.Task;
 
@@ -114,11 +132,10 @@ public sealed partial class RunCoordinator : IDisposable
         }
         StartRun(world);
         int rank = world.RankOf(ticket.WorkerId);
-        return new JoinResult(RunId, rank, world.Size, JsonSerializer.Serialize(_settings.Training), _initialState!,
+        return new JoinResult(RunId, rank, world.Size, JsonSerializer.Serialize(_settings.Training),
             _startStep, _schedule!.At(_startStep), OperationTimeout, _ringEndpoints);
     }
 
-    private byte[]? _initialState;
     private IReadOnlyList<string> _ringEndpoints = [];
 
     private void StartRun(World world)
@@ -131,7 +148,7 @@ public sealed partial class RunCoordinator : IDisposable
             _batchesPerEpoch = _settings.Training.BatchesPerEpoch(first.TrainCount);
             _totalSteps = _settings.Training.TotalSteps(_batchesPerEpoch);
             _schedule = _settings.Training.Schedule(_batchesPerEpoch);
-            _initialState = Checkpoint.ToBytes(_backend, _network, _optimizer, _startStep, _settings.Training);
+            _layouts = new ModelLayout?[world.Size];
             // Synchronous continuations: the thread that completes an operation goes on to write
             // the answers to the idle streams itself, instead of waking one writer per rank.
             _outboxes = [.. Enumerable.Range(0, world.Size).Select(_ => Channel.CreateUnbounded<RankMessage>(
@@ -235,6 +252,7 @@ public sealed partial class RunCoordinator : IDisposable
             box.Writer.TryWrite(new AbortMessage(reason));
             box.Writer.TryComplete();
         }
+        _prepared.TrySetException(new RunAbortedException(reason));
         _outcome.TrySetResult(new RunOutcome(false, reason, CommittedSteps, _testAccuracy, LatestCheckpoint));
     }
 
@@ -245,9 +263,5 @@ public sealed partial class RunCoordinator : IDisposable
         _outcome.TrySetResult(new RunOutcome(true, null, CommittedSteps, _testAccuracy, LatestCheckpoint));
     }
 
-    public void Dispose()
-    {
-        _deadlines.Dispose();
-        _backend.Dispose();
-    }
+    public void Dispose() => _deadlines.Dispose();
 }

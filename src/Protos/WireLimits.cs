@@ -4,9 +4,9 @@ namespace BnDist.Protos;
 public static class WireLimits
 {
     /// <summary>The version of cluster.proto's semantics; a worker of another version is refused.</summary>
-    public const int ProtocolVersion = 1;
+    public const int ProtocolVersion = 2;
 
-    /// <summary>gRPC message limit on both ends (the initial state of a join is a few MB).</summary>
+    /// <summary>gRPC message limit on both ends (an initial state or checkpoint image is a few MB).</summary>
     public const int MaxMessageBytes = 256 * 1024 * 1024;
 
     /// <summary>float32 payloads (gradients) travel in chunks of at most this many values (1 MiB).</summary>

@@ -36,7 +36,17 @@ public sealed record LocalClusterOptions
     /// <summary>A directory of IDX files (null: the embedded subset).</summary>
     public string? DataDirectory { get; init; }
 
-    /// <summary>Your own network; it must use the collective it is given for its batch norms.</summary>
+    /// <summary>Start from the parameters and buffers of this checkpoint (as --init).</summary>
+    public string? Init { get; init; }
+
+    /// <summary>Continue the run of this checkpoint: parameters, buffers, momentum and step (as --resume).</summary>
+    public string? Resume { get; init; }
+
+    /// <summary>
+    /// Your own network, built by every worker from the run's config; it must use the collective
+    /// it is given for its batch norms, and number them in forward order. The coordinator never
+    /// builds it: the workers describe it (names, shapes, batch norms) when the run starts.
+    /// </summary>
     public Func<TrainingConfig, IBackend, ICollective, Network>? ModelBuilder { get; init; }
 
     public ILoggerFactory? LoggerFactory { get; init; }
@@ -105,6 +115,8 @@ public sealed class LocalCluster : IAsyncDisposable
             CheckpointDirectory = options.CheckpointDirectory,
             CheckpointEvery = options.CheckpointEvery,
             GradientPath = options.GradientPath,
+            Init = options.Init,
+            Resume = options.Resume,
         };
         var host = CoordinatorServices.Build(settings, logging =>
         {

@@ -1,11 +1,16 @@
 using System.Net.Http;
 using System.Text.Json;
 using BnDist.Core.Backends;
+using BnDist.Core.Checkpoints;
 using BnDist.Core.Data;
+using BnDist.Core.Models;
+using BnDist.Core.Optim;
 using BnDist.Core.Training;
 using BnDist.Protos;
 using BnDist.Protos.V1;
+using Google.Protobuf;
 using Grpc.Core;
+using ModelLayout = BnDist.Core.Models.ModelLayout;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
@@ -19,10 +24,13 @@ namespace BnDist.Worker;
 public sealed class ClusterConnection : IAsyncDisposable
 {
     private readonly GrpcChannel _channel;
+    private readonly Cluster.ClusterClient _client;
+    private readonly Metadata _headers;
 
-    private ClusterConnection(GrpcChannel channel, JoinReply join, TrainingConfig config, GrpcCollective collective)
+    private ClusterConnection(GrpcChannel channel, Cluster.ClusterClient client, Metadata headers, JoinReply join, TrainingConfig config,
+        GrpcCollective collective)
     {
-        (_channel, Join, Config, Collective) = (channel, join, config, collective);
+        (_channel, _client, _headers, Join, Config, Collective) = (channel, client, headers, join, config, collective);
     }
 
     public JoinReply Join { get; }
@@ -71,13 +79,55 @@ public sealed class ClusterConnection : IAsyncDisposable
                     throw;
                 }
             }
-            return new ClusterConnection(channel, join, config, collective);
+            return new ClusterConnection(channel, client, headers, join, config, collective);
         }
         catch
         {
             channel.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The model rendezvous: describes <paramref name="network"/> to the coordinator (rank 0 also
+    /// sends its freshly built state), waits until every rank has, and loads the initial state
+    /// the coordinator answers with into the network and the optimizer, so every rank starts
+    /// bit-identical. A model that differs from rank 0's ends the run with the difference named.
+    /// </summary>
+    public async Task PrepareAsync(Network network, Sgd optimizer, IBackend backend, CancellationToken cancellation)
+    {
+        var layout = ModelLayout.Of(network);
+        var request = new PrepareRequest { RunId = Join.RunId, Rank = Join.Rank, Model = LayoutMessage(layout) };
+        if (Join.Rank == 0)
+            request.State = UnsafeByteOperations.UnsafeWrap(Checkpoint.ToBytes(backend, network, optimizer, Join.StartStep, Config));
+        // The coordinator names the ranks that do not prepare within the operation timeout of the
+        // first; this deadline only covers a coordinator that stopped answering altogether.
+        var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(Join.OperationTimeoutMs) + TimeSpan.FromSeconds(5);
+        PrepareReply reply;
+        try
+        {
+            reply = await _client.PrepareAsync(request, _headers, deadline, cancellation);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Aborted)
+        {
+            throw new ClusterException($"the coordinator aborted the run: {e.Status.Detail}", e);
+        }
+        catch (RpcException e) when (!cancellation.IsCancellationRequested)
+        {
+            throw new ClusterException($"rank {Join.Rank}: preparing the model with the coordinator failed: {e.Status.StatusCode}: {e.Status.Detail}", e);
+        }
+        Checkpoint.Load(reply.InitialState.ToByteArray(), "the initial state from the coordinator", backend, network, optimizer);
+    }
+
+    /// <summary>A layout as it crosses the wire.</summary>
+    public static Protos.V1.ModelLayout LayoutMessage(ModelLayout layout)
+    {
+        var wire = new Protos.V1.ModelLayout { Architecture = layout.Architecture, Normalization = layout.Normalization };
+        foreach (var t in layout.Tensors)
+            wire.Tensors.Add(new Protos.V1.TensorSpec { Name = t.Name, Dtype = t.DType.ToSpecString(), Shape = { t.Shape }, Parameter = t.IsParameter });
+        foreach (var b in layout.BatchNorms)
+            wire.BatchNorms.Add(new Protos.V1.BatchNormSpec { Layer = b.Layer, Name = b.Name, Channels = b.Channels, Cumulative = b.Momentum is null, Momentum = b.Momentum ?? 0 });
+        return wire;
     }
 
     public async ValueTask DisposeAsync()

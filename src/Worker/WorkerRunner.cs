@@ -14,8 +14,9 @@ public sealed record WorkerOutcome(int Rank, int WorldSize, long Steps, IReadOnl
     IReadOnlyList<double> Losses, double TestAccuracy);
 
 /// <summary>
-/// One worker's life: join the coordinator, build the network the run describes on the local
-/// device and load the initial state it sent (so every rank starts bit-identical), train this
+/// One worker's life: join the coordinator, build the network the run describes (or the user's
+/// own, <see cref="ModelBuilder"/>) on the local device, describe it to the coordinator and load
+/// the initial state it answers with (so every rank starts bit-identical), train this
 /// rank's shards with the collectives going over gRPC, then close the stream. Plain class, no
 /// hosting: the generic host runs it in <see cref="WorkerService"/>, tests call it directly.
 /// </summary>
@@ -44,7 +45,7 @@ public sealed class WorkerRunner(WorkerSettings settings, ILogger logger)
         ICollective bnCollective = config.SyncBatchNorm ? collective : SingleProcessCollective.Instance;
         var network = (ModelBuilder ?? DefaultModel)(config, backend, bnCollective);
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
-        Checkpoint.Load(join.InitialState.ToByteArray(), "the initial state from the coordinator", backend, network, optimizer);
+        await connection.PrepareAsync(network, optimizer, backend, cancellation);
         if (join.Rank == 0) collective.CaptureState = steps => Checkpoint.ToBytes(backend, network, optimizer, steps, config);
 
         var trainer = new Trainer(config, backend, network, optimizer, train, test, collective, collective)

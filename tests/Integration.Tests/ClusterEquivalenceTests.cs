@@ -38,8 +38,10 @@ public sealed class ClusterEquivalenceTests(ITestOutputHelper output)
             Equivalence.AssertSameRun(single, perturbed, new RunResult(new(worker.State), [.. worker.Losses]), output);
 
         // The coordinator's running statistics are the workers' (bit for bit: same code, same sums).
-        foreach (var b in cluster.Run.Network.Buffers.Where(b => b.Floats is not null))
-            Assert.Equal(result.Workers[0].State[b.Name], b.Floats);
+        var running = cluster.Run.RunningStatistics();
+        Assert.Equal(6, running.Count); // bn1, bn2 and bn3: running_mean and running_var each
+        foreach (var (name, values) in running)
+            Assert.Equal(result.Workers[0].State[name], values);
     }
 
     /// <summary>

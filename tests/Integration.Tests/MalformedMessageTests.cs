@@ -33,19 +33,11 @@ public sealed class MalformedMessageTests
         await using var cluster = await LocalCluster.StartAsync(config, 1,
             new LocalClusterOptions { ExternalWorkers = 1, OperationTimeout = TimeSpan.FromSeconds(10) });
 
-        using var channel = GrpcChannel.ForAddress(cluster.Address);
-        var client = new Cluster.ClusterClient(channel);
-        var headers = new Metadata { { RunToken.Header, RunToken.Scheme + cluster.Token } };
-        var train = Dataset.Load(Dataset.DefaultDirectory(), train: true);
-        var test = Dataset.Load(Dataset.DefaultDirectory(), train: false);
-        var join = await client.JoinAsync(new JoinRequest
-        {
-            WorkerId = "worker-999", // ordinal order after the harness's worker-000: rank 1
-            Device = "test client",
-            ProtocolVersion = WireLimits.ProtocolVersion,
-            Dataset = new DatasetFingerprint { TrainCount = train.Count, TestCount = test.Count, TrainLabelsHash = ClusterConnection.LabelsHash(train) },
-        }, headers);
+        using var rank1 = await ExternalRank.JoinAsync(cluster);
+        var (client, headers, join) = (rank1.Client, rank1.Headers, rank1.Join);
         Assert.Equal(1, join.Rank);
+        // The model rendezvous, as a correct rank 1 does it (rank 0 waits in it for us).
+        await client.PrepareAsync(new PrepareRequest { RunId = join.RunId, Rank = 1, Model = MlpPaperLayout() }, headers);
 
         using var call = client.Collective(headers);
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new StreamHello { RunId = join.RunId, Rank = malformation == "a hello for another rank" ? 7 : 1 } });
@@ -82,6 +74,14 @@ public sealed class MalformedMessageTests
         var took = DateTime.UtcNow - sent;
         Assert.True(bad is null || took < TimeSpan.FromSeconds(8), $"a malformed message took {took} to end the run");
         Assert.Equal(0, cluster.Run.CommittedSteps);
+    }
+
+    private static Protos.V1.ModelLayout MlpPaperLayout()
+    {
+        using var backend = new Core.Backends.Cpu.CpuBackend(1);
+        var network = Core.Models.ModelFactory.Create("mlp-paper", backend, Core.Collectives.SingleProcessCollective.Instance, 0,
+            new Core.Models.NormalizationOptions());
+        return ClusterConnection.LayoutMessage(Core.Models.ModelLayout.Of(network));
     }
 
     private static Protos.V1.OperationHeader Edit(Protos.V1.OperationHeader header, Action<Protos.V1.OperationHeader> edit)

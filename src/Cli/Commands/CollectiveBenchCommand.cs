@@ -227,6 +227,11 @@ public static class CollectiveBenchCommand
         int world = connection.Join.WorldSize, rank = connection.Join.Rank;
         if (!ModelFactory.TryMlpWidths(connection.Config.Model, out int[] channels))
             throw new InvalidOperationException($"the coordinator runs {connection.Config.Model}, not a benchmark mlp");
+        // The model rendezvous every run has: the coordinator learns the batch-norm layers whose statistics it keeps.
+        var config = connection.Config;
+        var network = ModelFactory.Create(config.Model, backend, collective, config.Seed, config.Normalization);
+        connection.PrepareAsync(network, new Core.Optim.Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay), backend,
+            CancellationToken.None).GetAwaiter().GetResult();
         var lines = new List<string>();
         collective.BeginStep(0);
 

@@ -6,7 +6,7 @@ namespace BnDist.Core.Backends;
 /// The compute operations layers are built from. A backend allocates its tensors and runs
 /// every op on them; layers never read elements. Per-channel coefficients and statistics
 /// cross as small host spans (C values), which is all that must reach the host for the
-/// synchronized batch norm of DESIGN §2. Outputs are overwritten, never accumulated, and
+/// synchronized batch norm of docs/architecture.md §1. Outputs are overwritten, never accumulated, and
 /// every op accepts N = 0 (an empty shard).
 /// </summary>
 public interface IBackend : IDisposable
@@ -56,7 +56,7 @@ public interface IBackend : IDisposable
     /// <summary>Routes dy to the first maximum of each window (recomputed from x and y).</summary>
     void MaxPool2dBackward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx);
 
-    // ---- batch norm, in the stages of DESIGN §2 -------------------------------------------
+    // ---- batch norm, in the stages of docs/architecture.md §1 ----------------------------
 
     /// <summary>
     /// Local statistics: sums[c] = Σ (x − k_c), sums[C + c] = Σ (x − k_c)² over the N·S
@@ -76,7 +76,7 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// Backward elementwise: dx = γ_c·invStd_c·(g − meanDy_c − x̂·meanDyXhat_c), the means taken
-    /// over the global batch (dβ/m and dγ/m of DESIGN §1).
+    /// over the global batch (dβ/m and dγ/m of docs/architecture.md §1).
     /// </summary>
     void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor xhat, Tensor gamma, ReadOnlySpan<float> invStd,
         ReadOnlySpan<float> meanDy, ReadOnlySpan<float> meanDyXhat, Tensor dx);

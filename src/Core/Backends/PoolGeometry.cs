@@ -19,6 +19,6 @@ public readonly record struct ChannelLayout(int N, int Channels, int Spatial)
 {
     public long Length => (long)N * Channels * Spatial;
 
-    /// <summary>The number of values per channel: N·S (the m of DESIGN §1, locally).</summary>
+    /// <summary>The number of values per channel: N·S (the m of docs/architecture.md §1, locally).</summary>
     public long CountPerChannel => (long)N * Spatial;
 }

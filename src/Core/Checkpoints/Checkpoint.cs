@@ -89,7 +89,28 @@ public static class Checkpoint
         return info;
     }
 
-    private static CheckpointInfo Info(SafeTensorsFile file, string path)
+    /// <summary>The name under which a parameter's SGD momentum buffer is stored.</summary>
+    public static string MomentumName(string parameter) => MomentumPrefix + parameter;
+
+    /// <summary>
+    /// Checks a checkpoint against a model's layout without building the model (the coordinator's
+    /// case): the same architecture and normalization, every parameter and buffer with its dtype
+    /// and shape, and with <paramref name="withMomentum"/> every momentum buffer. The first
+    /// difference is an <see cref="InvalidDataException"/> naming <paramref name="source"/>.
+    /// </summary>
+    public static CheckpointInfo CheckLayout(SafeTensorsFile file, string source, ModelLayout layout, bool withMomentum)
+    {
+        var info = Info(file, source);
+        if (info.Model != layout.Architecture || info.Norm != layout.Normalization)
+            throw new InvalidDataException($"{source}: holds a {info.Model}/{info.Norm} model, this run trains {layout.Architecture}/{layout.Normalization}");
+        foreach (var t in layout.Tensors) Wrap(source, () => file.Get(t.Name, t.DType, t.Shape));
+        if (withMomentum)
+            foreach (var p in layout.Parameters) Wrap(source, () => file.Get(MomentumName(p.Name), SafeDType.F32, p.Shape));
+        return info;
+    }
+
+    /// <summary>The metadata of an image already read.</summary>
+    public static CheckpointInfo Info(SafeTensorsFile file, string path)
     {
         string Meta(string key) => file.Metadata.TryGetValue(key, out string? v)
             ? v : throw new InvalidDataException($"{path}: not a BnDist checkpoint (metadata has no '{key}')");

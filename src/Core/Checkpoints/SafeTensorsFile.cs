@@ -119,6 +119,9 @@ public sealed class SafeTensorsFile
 
     private string Prefix => SourceName is null ? "" : SourceName + ": ";
 
+    /// <summary>The tensor of this name, which must have this dtype and shape; <see cref="InvalidDataException"/> naming it otherwise.</summary>
+    public SafeTensor Get(string name, SafeDType dtype, ReadOnlySpan<long> shape) => Expect(name, dtype, shape);
+
     private SafeTensor Expect(string name, SafeDType dtype, ReadOnlySpan<long> shape)
     {
         string expected = SafeTensor.Describe(dtype, shape);

@@ -58,7 +58,7 @@ public sealed class SingleProcessCollective : ICollective
 }
 
 /// <summary>
-/// The seam for summing parameter gradients across ranks after backward (DESIGN §2: the
+/// The seam for summing parameter gradients across ranks after backward (docs/architecture.md §2: the
 /// bandwidth-bound exchange, kept apart from the latency-bound BN statistics so that a
 /// faster data plane can replace it without touching layers).
 /// </summary>

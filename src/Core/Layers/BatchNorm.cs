@@ -10,7 +10,7 @@ namespace BnDist.Core.Layers;
 /// (BatchNorm2d: a feature map is one neuron, m = N·H·W values per channel).
 ///
 /// Training normalizes with the statistics of the GLOBAL batch, gathered through
-/// <see cref="ICollective"/> in the stages of DESIGN §2:
+/// <see cref="ICollective"/> in the stages of docs/architecture.md §1:
 ///   1. local sums     Σ(x − k), Σ(x − k)² per channel, float64, shifted by k = running_mean
 ///                     (identical on every rank), so |mean| ≫ std does not cancel;
 ///   2. exchange       all-reduce [count, Σ(x−k)…, Σ(x−k)²…]  (2·C + 1 doubles);

@@ -1,7 +1,7 @@
 namespace BnDist.Core.Layers;
 
 /// <summary>
-/// The running mean and unbiased running variance of one batch-norm layer (DESIGN §1), and
+/// The running mean and unbiased running variance of one batch-norm layer (docs/architecture.md §1), and
 /// the arithmetic that turns an all-reduced statistics vector into the batch's μ and σ².
 /// Workers (inside <see cref="BatchNorm"/>) and the coordinator (which owns the authoritative
 /// copy) run this same code on the same reduced vector, so their copies stay bit-identical,
@@ -22,6 +22,9 @@ public sealed class RunningStatistics
     }
 
     public int Channels => Mean.Length;
+
+    /// <summary>The averaging factor α, or null for the cumulative (population) average α = 1/t.</summary>
+    public double? Momentum => _momentum;
 
     /// <summary>μ_run per channel; also the shift k of the next step's shifted sums.</summary>
     public float[] Mean { get; }

@@ -8,7 +8,7 @@ namespace BnDist.Core.Layers;
 /// L = (1/N) Σᵢ ℓᵢ, ℓᵢ = log Σⱼ e^zᵢⱼ − zᵢ,yᵢ, with N = Σ_r n_r over all ranks. Each rank
 /// scales its gradient by 1/N (not 1/n_r): ∂L/∂zᵢ = (softmax(zᵢ) − onehot(yᵢ))/N, so that
 /// summing gradients across ranks gives exactly the gradient of the global mean, uneven
-/// shards included (DESIGN §1).
+/// shards included (docs/architecture.md §1).
 /// </summary>
 public sealed class SoftmaxCrossEntropy(IBackend backend)
 {

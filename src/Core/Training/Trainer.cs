@@ -31,7 +31,7 @@ public sealed class Trainer
     public Trainer(TrainingConfig config, IBackend backend, Network network, Sgd optimizer, Dataset train, Dataset? test,
         ICollective collective, IGradientReducer gradients)
     {
-        (_config, _network, _train, _test) = (config.Validate(), network, train, test);
+        (_config, _network, _train, _test) = (config.Validate(knownModel: false), network, train, test);
         _collective = collective;
         if (config.BatchesPerEpoch(train.Count) == 0)
             throw new ArgumentException($"--batch-size: the training set has {train.Count} samples, no whole batch of {config.BatchSize} " +

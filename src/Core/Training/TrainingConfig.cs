@@ -5,7 +5,7 @@ namespace BnDist.Core.Training;
 
 /// <summary>
 /// Everything that determines the math of a run. <see cref="BatchSize"/> is the GLOBAL batch:
-/// the number of workers only splits it (DESIGN §5), so the same config trains the same
+/// the number of workers only splits it (docs/architecture.md §5), so the same config trains the same
 /// model on any number of workers. Defaults are the recipe of <c>make run</c>.
 /// </summary>
 public sealed record TrainingConfig
@@ -44,10 +44,14 @@ public sealed record TrainingConfig
 
     public NormalizationOptions Normalization => new(Norm, BnMode == "cumulative" ? null : BnMomentum);
 
-    /// <summary>Throws an ArgumentException naming the first invalid setting.</summary>
-    public TrainingConfig Validate()
+    /// <summary>
+    /// Throws an ArgumentException naming the first invalid setting. A coordinator never builds
+    /// the network (the workers describe it), so it passes <paramref name="knownModel"/> false
+    /// and a user's own model may carry any name.
+    /// </summary>
+    public TrainingConfig Validate(bool knownModel = true)
     {
-        Require(ModelFactory.IsKnown(Model), $"--model: unknown model '{Model}' (expected {string.Join(", ", ModelFactory.Architectures)})");
+        Require(!knownModel || ModelFactory.IsKnown(Model), $"--model: unknown model '{Model}' (expected {string.Join(", ", ModelFactory.Architectures)})");
         Require(ModelFactory.Normalizations.Contains(Norm), $"--norm: unknown normalization '{Norm}' (expected {string.Join(", ", ModelFactory.Normalizations)})");
         Require(Epochs >= 1 || Steps >= 1, "--epochs: must be ≥ 1 (or give --steps)");
         Require(Steps >= 0, "--steps: must be ≥ 0");

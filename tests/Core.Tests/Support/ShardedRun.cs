@@ -1,3 +1,4 @@
+using BnDist.Core.Backends;
 using BnDist.Core.Backends.Cpu;
 using BnDist.Core.Collectives;
 using BnDist.Core.Data;
@@ -29,9 +30,10 @@ internal static class ShardedRun
         return error is null ? results[0] : throw error;
     }
 
-    public static RunResult TrainRank(TrainingConfig config, Dataset data, CpuBackend backend, ICollective collective, IGradientReducer gradients)
+    public static RunResult TrainRank(TrainingConfig config, Dataset data, CpuBackend backend, ICollective collective, IGradientReducer gradients,
+        Func<TrainingConfig, IBackend, ICollective, Network>? build = null)
     {
-        var net = ModelFactory.Create(config.Model, backend, collective, config.Seed, config.Normalization);
+        var net = build?.Invoke(config, backend, collective) ?? ModelFactory.Create(config.Model, backend, collective, config.Seed, config.Normalization);
         var sgd = new Sgd(backend, net.Parameters, (float)config.Momentum, (float)config.WeightDecay);
         var trainer = new Trainer(config, backend, net, sgd, data, null, collective, gradients);
         var losses = new List<double>();
@@ -42,9 +44,10 @@ internal static class ShardedRun
         return new RunResult(state, losses);
     }
 
-    public static RunResult TrainSingle(TrainingConfig config, Dataset data)
+    /// <summary>One process on the whole batch; <paramref name="build"/> a model of one's own (default: the config's).</summary>
+    public static RunResult TrainSingle(TrainingConfig config, Dataset data, Func<TrainingConfig, IBackend, ICollective, Network>? build = null)
     {
         using var backend = new CpuBackend(1);
-        return TrainRank(config, data, backend, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance);
+        return TrainRank(config, data, backend, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance, build);
     }
 }

@@ -6,7 +6,7 @@ using BnDist.Core.Tensors;
 namespace BnDist.Core.Backends.Cpu;
 
 /// <summary>
-/// Batch-norm kernels in the stages of DESIGN §2 (local sums → [collective in the layer] →
+/// Batch-norm kernels in the stages of docs/architecture.md §1 (local sums → [collective in the layer] →
 /// elementwise normalize; backward sums → [collective] → backward elementwise), and group
 /// norm. Per-channel reductions run one task per channel, each summing its N rows of S
 /// values in float64 in a fixed order, so the sums do not depend on the thread count.

@@ -5,7 +5,7 @@ using ILGPU.Runtime;
 namespace BnDist.Core.Backends.Ilgpu;
 
 /// <summary>
-/// Batch norm in the stages of DESIGN §2 and group norm (kernels: Kernels/NormKernels.cs).
+/// Batch norm in the stages of docs/architecture.md §1 and group norm (kernels: Kernels/NormKernels.cs).
 /// Per step and BN layer the host sends 3·C floats forward (shift, mean − shift, 1/σ) and
 /// 3·C backward (1/σ, mean g, mean g·x̂), and receives 2·C doubles each way (the local sums,
 /// which the layer all-reduces); each receive waits for the queued work.

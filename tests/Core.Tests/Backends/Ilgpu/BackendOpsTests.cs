@@ -255,7 +255,7 @@ public abstract class BackendOpsTests(BackendFixture fixture)
     }
 
     /// <summary>
-    /// DESIGN §2: with mean/std = 1e4, Σx² − (Σx)²/m in float32 would lose every digit of the
+    /// docs/architecture.md §1: with mean/std = 1e4, Σx² − (Σx)²/m in float32 would lose every digit of the
     /// variance; the shifted float64 sums keep it. The variance from the backend's sums must equal
     /// the float64 two-pass variance of the same float32 data to 1e-9 relative.
     /// </summary>

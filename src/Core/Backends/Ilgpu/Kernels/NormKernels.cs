@@ -3,7 +3,7 @@ using ILGPU;
 namespace BnDist.Core.Backends.Ilgpu.Kernels;
 
 /// <summary>
-/// Batch-norm stages (DESIGN §2) and group norm. Reductions are deterministic: one group
+/// Batch-norm stages (docs/architecture.md §1) and group norm. Reductions are deterministic: one group
 /// reduces one channel (batch norm, bias gradients) or one (sample, group) (group norm);
 /// thread t accumulates positions t, t + G, t + 2G, … of it in float64, then the G partial
 /// sums are added by a fixed binary tree in shared memory. No atomics, so the result
