@@ -79,6 +79,18 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void The_coordinator_serves_a_model_its_workers_build_but_launch_and_train_need_one_bndist_builds()
+    {
+        // The coordinator never builds the model (a user's workers may build one bndist does not know).
+        var banner = BndistProcess.FirstLineContaining(["coordinator", "--port", "0", "--model", "my-own-net"], "waiting for", TimeSpan.FromSeconds(30));
+        Assert.NotNull(banner);
+        AssertOneLineUsageError(Bndist("launch", "--model", "my-own-net"), "bndist launch: --model: unknown model 'my-own-net'");
+        AssertOneLineUsageError(Bndist("train", "--model", "my-own-net"), "bndist train: --model: unknown model 'my-own-net'");
+        AssertOneLineUsageError(Bndist("coordinator", "--model", "my-own-net", "--save-init", "/tmp/x.safetensors"),
+            "bndist coordinator: --save-init: the model 'my-own-net' is built by the workers");
+    }
+
+    [Fact]
     public void Without_a_command_bndist_prints_its_commands_and_exits_2()
     {
         var (code, stdout, _) = Bndist();

@@ -12,15 +12,17 @@ namespace BnDist.Cli.Commands;
 /// <summary>What coordinator and launch share: their options, their settings, and the files a run writes beside its checkpoints.</summary>
 internal sealed class ClusterSetup
 {
-    public ClusterSetup(string command, int defaultPort)
+    /// <param name="knownModel">Require a model ModelFactory builds (launch's bndist workers); a coordinator serves any model its workers build.</param>
+    public ClusterSetup(string command, int defaultPort, bool knownModel)
     {
         Command = command;
         Cluster = new ClusterOptions(defaultPort);
+        Run = new RunOptions(cluster: true, knownModel);
     }
 
     public string Command { get; }
 
-    public RunOptions Run { get; } = new(cluster: true);
+    public RunOptions Run { get; }
 
     public ClusterOptions Cluster { get; }
 
@@ -58,13 +60,15 @@ internal sealed class ClusterSetup
     }
 
     /// <summary>
-    /// --save-init: the initial state the coordinator sends the workers, built the way it builds
-    /// it (the model from the config's seed on the CPU backend, then --init's parameters or
-    /// --resume's parameters and optimizer state).
+    /// --save-init: the initial state every rank starts from, built as it is built for a model
+    /// bndist knows: the model from the config's seed (what rank 0 builds and sends), then --init's
+    /// parameters and buffers, or --resume's and its optimizer state too, imposed on it.
     /// </summary>
     public static void SaveInitialState(string path, CoordinatorSettings settings)
     {
         var config = settings.Training;
+        if (!ModelFactory.IsKnown(config.Model))
+            throw new UsageException($"--save-init: the model '{config.Model}' is built by the workers, not by bndist, so its initial state is theirs to write");
         using var backend = new CpuBackend(1);
         var network = ModelFactory.Create(config.Model, backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);

@@ -16,7 +16,7 @@ public static class CoordinatorCommand
 {
     public static Command Create(CancellationToken cancellation)
     {
-        var setup = new ClusterSetup("coordinator", defaultPort: 29500);
+        var setup = new ClusterSetup("coordinator", defaultPort: 29500, knownModel: false);
         var command = new Command("coordinator", "serve a run to workers on other machines");
         setup.AddTo(command);
         command.SetAction(r => Run(r, setup, cancellation));

@@ -26,7 +26,7 @@ public static class LaunchCommand
 {
     public static Command Create(CancellationToken cancellation)
     {
-        var setup = new ClusterSetup("launch", defaultPort: 0);
+        var setup = new ClusterSetup("launch", defaultPort: 0, knownModel: true);
         var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu; cuda and opencl give the local ranks the GPUs round-robin",
             "auto", "D");
         var data = Opt.InputDirectory("--data", "directory of the four IDX files the workers read (default: the embedded Fashion-MNIST subset)");

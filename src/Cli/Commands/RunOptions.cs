@@ -20,9 +20,13 @@ internal sealed class RunOptions
     private sealed record Field(Option Option, string Label, bool Math, Func<TrainingConfig, object> Get, Func<TrainingConfig, ParseResult, TrainingConfig> Set);
 
     private readonly List<Field> _fields = [];
+    private readonly bool _knownModel;
 
-    public RunOptions(bool cluster)
+    /// <param name="cluster">Declare --sync-bn too.</param>
+    /// <param name="knownModel">Require a model ModelFactory builds (false for a coordinator, whose workers build the model).</param>
+    public RunOptions(bool cluster, bool knownModel = true)
     {
+        _knownModel = knownModel;
         var d = Defaults;
         Add(Opt.String("--model", "network: convnet, mlp-paper or mlp:W1,W2,… (a BN-ReLU MLP of those widths)", d.Model, "M"), "model", true,
             c => c.Model, (c, v) => c with { Model = v });
@@ -129,11 +133,11 @@ internal sealed class RunOptions
         _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
     };
 
-    private static TrainingConfig Validated(TrainingConfig config)
+    private TrainingConfig Validated(TrainingConfig config)
     {
         try
         {
-            return config.Validate();
+            return config.Validate(_knownModel);
         }
         catch (ArgumentException e)
         {
