@@ -4,7 +4,7 @@
 #
 # What it measures: test accuracy and loss after each epoch of
 #   bench/peers/torch_train.py   (PyTorch, its own init and shuffle)
-#   bndist train                 (Release build, --lr-schedule constant)
+#   bndist train                 (Release build, --lr-schedule constant, --keep-last-batch: torch_train.py keeps the short batch too)
 # both with EPOCHS epochs, global batch BATCH, lr LR constant, momentum MOMENTUM, weight decay WD,
 # THREADS threads, on DATA. The runs are sequential (PyTorch first) so they do not share cores.
 # Prints both curves side by side; the metrics (JSON lines) and logs go to bench/out/accuracy-<time>/.
@@ -66,7 +66,7 @@ if [[ $ONLY != torch ]]; then
     BNDIST_DLL="$ROOT/src/Cli/bin/Release/net10.0/bndist.dll"
     [[ -f $BNDIST_DLL ]] || die "build produced no $BNDIST_DLL"
     dotnet "$BNDIST_DLL" train --data "$DATA" --epochs "$EPOCHS" "${STEP_ARGS[@]}" --batch-size "$BATCH" \
-        --lr "$LR" --momentum "$MOMENTUM" --weight-decay "$WD" --lr-schedule constant --threads "$THREADS" \
+        --lr "$LR" --momentum "$MOMENTUM" --weight-decay "$WD" --lr-schedule constant --threads "$THREADS" --keep-last-batch \
         --seed "$SEED" --metrics-out "$OUT/bndist.jsonl" 2>&1 | tee "$OUT/bndist.log"
 fi
 

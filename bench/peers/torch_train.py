@@ -8,7 +8,7 @@ settings `bndist train` takes: global batch --batch-size, constant --lr, --momen
 with momentum 0.1 and eps 1e-5, inputs normalized as BnDist does ((x/255 - 0.2860)/0.3530).
 Each epoch visits a fresh random permutation of the training set drawn from torch.Generator
 seeded with --seed (PyTorch's own shuffle, not BnDist's), in batches of --batch-size with the
-short last batch kept (BnDist's DistributedSampler does not drop it). Initialization is
+short last batch kept (as bench/accuracy.sh runs bndist train: --keep-last-batch). Initialization is
 PyTorch's default unless --init names a BnDist checkpoint. Evaluation: model.eval() (running
 statistics) over the whole test split in batches of 1000.
 

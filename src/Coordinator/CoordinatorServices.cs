@@ -38,8 +38,10 @@ public static class CoordinatorServices
             // 1 MiB (connection) / 768 KiB (stream) would stall every chunk on a window update.
             k.Limits.Http2.InitialConnectionWindowSize = WireLimits.Http2WindowBytes;
             k.Limits.Http2.InitialStreamWindowSize = WireLimits.Http2WindowBytes;
-            var listen = System.Net.IPAddress.Parse(settings.Host);
-            k.Listen(listen, settings.Port, o => o.Protocols = HttpProtocols.Http2);
+            // localhost: both loopback addresses (Kestrel picks no free port for both, so port 0 takes IPv4's).
+            var (address, localhost) = settings.ListenAddress();
+            if (localhost && settings.Port != 0) k.ListenLocalhost(settings.Port, o => o.Protocols = HttpProtocols.Http2);
+            else k.Listen(address, settings.Port, o => o.Protocols = HttpProtocols.Http2);
         });
         return builder;
     }

@@ -14,8 +14,41 @@ public sealed class CoordinatorSettings
     /// <summary>The port to listen on (0: any free port, reported once bound).</summary>
     public int Port { get; set; } = 29500;
 
-    /// <summary>The address to bind: "127.0.0.1" (default, this machine only) or "0.0.0.0".</summary>
+    /// <summary>
+    /// The address to bind: "127.0.0.1" (default, this machine only), "localhost" (its IPv4 and
+    /// IPv6 loopback addresses), "0.0.0.0" or "::" (every interface), any IP address, or a host
+    /// name, resolved through DNS (see <see cref="ListenAddress"/>).
+    /// </summary>
     public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// Where to listen for <see cref="Host"/>: localhost is Localhost = true (Address: IPv4
+    /// loopback, for a port chosen by the system); an IP address is itself; any other name is
+    /// resolved through DNS (its first IPv4 address, else its first). Throws an
+    /// ArgumentException naming --host when the name does not resolve.
+    /// </summary>
+    public (System.Net.IPAddress Address, bool Localhost) ListenAddress()
+    {
+        string host = Host.Trim();
+        if (host.Length == 0) throw new ArgumentException("--host must not be empty");
+        if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase)) return (System.Net.IPAddress.Loopback, true);
+        if (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip)) return (ip, false);
+        System.Net.IPAddress[] addresses;
+        try
+        {
+            addresses = System.Net.Dns.GetHostAddresses(host);
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new ArgumentException($"--host: cannot resolve '{host}' ({e.Message})");
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"--host: '{host}' is not a host name or address ({e.Message})");
+        }
+        if (addresses.Length == 0) throw new ArgumentException($"--host: '{host}' resolves to no address");
+        return (addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) ?? addresses[0], false);
+    }
 
     public int Workers { get; set; } = 2;
 
@@ -73,6 +106,7 @@ public sealed class CoordinatorSettings
         if (CheckpointEvery > 0 && CheckpointDirectory is null) throw new ArgumentException("--checkpoint-every needs --checkpoint-dir");
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume exclude each other");
         if (GradientPath is not ("ring" or "hub")) throw new ArgumentException($"--gradient-path expects ring or hub, got '{GradientPath}'");
+        ListenAddress();
         Training.Validate(knownModel: false); // the workers build the model: the coordinator only needs its layout
         return this;
     }

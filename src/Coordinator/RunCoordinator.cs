@@ -145,7 +145,7 @@ public sealed partial class RunCoordinator : IDisposable
             if (_world is not null) return;
             _world = world;
             var first = world.Members[0];
-            _batchesPerEpoch = (first.TrainCount + _settings.Training.BatchSize - 1) / _settings.Training.BatchSize;
+            _batchesPerEpoch = _settings.Training.BatchesPerEpoch(first.TrainCount);
             _totalSteps = _settings.Training.TotalSteps(_batchesPerEpoch);
             _schedule = _settings.Training.Schedule(_batchesPerEpoch);
             _layouts = new ModelLayout?[world.Size];

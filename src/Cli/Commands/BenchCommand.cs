@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -18,27 +19,36 @@ namespace BnDist.Cli.Commands;
 /// </summary>
 public static class BenchCommand
 {
-    public static int Run(string[] rest, CancellationToken cancellation)
+    public static Command Create(CancellationToken cancellation)
     {
-        if (rest.Length > 0 && rest[0] == "collective") return CollectiveBenchCommand.Run(new ArgReader("bench collective", rest[1..]), cancellation);
-        if (rest.Length == 0 || rest[0] != "step")
-            throw new UsageException("bench: expected 'bench step --model M --batch-size B [--threads N] [--warmup W] [--iterations I] [--json]' " +
-                                     "or 'bench collective [--workers K] …'");
-        var args = new ArgReader("bench step", rest[1..]);
-        string model = args.String("model", "convnet");
-        string norm = args.String("norm", "bn");
-        int batch = args.Int("batch-size", 128, min: 1);
-        int threads = args.Int("threads", 0, min: 0);
-        int warmup = args.Int("warmup", 10, min: 0);
-        int iterations = args.Int("iterations", 30, min: 1);
-        string device = args.String("device", "auto");
-        bool json = args.Flag("json");
-        args.Finish();
+        var model = Opt.String("--model", "network: convnet, mlp-paper or mlp:W1,W2,…", "convnet", "M");
+        var norm = Opt.String("--norm", "normalization layers: bn, gn or none", "bn", "bn|gn|none");
+        var batch = Opt.Int("--batch-size", "samples per step", 128, min: 1, helpName: "B");
+        var threads = Opt.Int("--threads", "CPU threads (0: all cores)", 0, min: 0);
+        var warmup = Opt.Int("--warmup", "untimed steps first", 10, min: 0, helpName: "W");
+        var iterations = Opt.Int("--iterations", "timed steps", 30, min: 1, helpName: "I");
+        var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu", "auto", "D");
+        var json = Opt.Flag("--json", "one JSON line instead of text");
+        var step = new Command("step", "median time of one training step") { model, norm, batch, threads, warmup, iterations, device, json };
+        step.SetAction(r => RunStep(r.GetValue(model)!, r.GetValue(norm)!, r.GetValue(batch), r.GetValue(threads), r.GetValue(warmup),
+            r.GetValue(iterations), r.GetValue(device)!, r.GetValue(json)));
+        return new Command("bench", "benchmarks: bench step, bench collective") { step, CollectiveBenchCommand.Create(cancellation) };
+    }
 
+    private static int RunStep(string model, string norm, int batch, int threads, int warmup, int iterations, string device, bool json)
+    {
+        TrainingConfig config;
+        try
+        {
+            config = new TrainingConfig { Model = model, Norm = norm, BatchSize = batch }.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException(e.Message);
+        }
         var data = Dataset.Load(Dataset.DefaultDirectory(), train: true);
-        if (batch > data.Count) throw new UsageException($"bench step: --batch-size {batch} exceeds the {data.Count} embedded samples");
-        using var backend = Devices.Open("bench step", device, threads);
-        var config = new TrainingConfig { Model = model, Norm = norm, BatchSize = batch }.Validate();
+        if (batch > data.Count) throw new UsageException($"--batch-size {batch} exceeds the {data.Count} embedded samples");
+        using var backend = Devices.Open(device, threads);
         var network = ModelFactory.Create(model, backend, SingleProcessCollective.Instance, 0, config.Normalization);
         var optimizer = new Sgd(backend, network.Parameters, 0.9f, 5e-4f);
         var step = new TrainingStep(backend, network, optimizer, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance);

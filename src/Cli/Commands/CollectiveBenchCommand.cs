@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -41,63 +42,71 @@ namespace BnDist.Cli.Commands;
 /// </summary>
 public static class CollectiveBenchCommand
 {
-    private const string UsageText =
-        "bench collective [--workers K] [--channels 64,256,1024] [--ops N] [--warmup W] [--warmup-seconds S] [--sizes-mib 1,4,16,64] [--reps R] " +
-        "[--gradient-path ring|hub] [--skip-stats] [--out FILE]";
-
-    public static int Run(ArgReader args, CancellationToken cancellation)
+    public static Command Create(CancellationToken cancellation)
     {
-        if (args.Help)
+        var role = Opt.Choice("--role", "driver (default) or worker: a process the driver starts", "driver", "driver", "worker");
+        role.Hidden = true;
+        var workers = Opt.Int("--workers", "worker processes", 2, min: 1, helpName: "K");
+        var channels = Opt.String("--channels", "channel counts of the BN statistics operations, one to eight in [1, 65536]", "64,256,1024", "C1,C2,…");
+        var ops = Opt.Int("--ops", "timed BN statistics operations per channel count", 2000, min: 1);
+        var warmup = Opt.Int("--warmup", "at least this many untimed operations first", 1000, min: 0, helpName: "W");
+        var warmupSeconds = Opt.Double("--warmup-seconds", "and at least this long", 5, "S");
+        var sizes = Opt.String("--sizes-mib", "gradient sizes in MiB", "1,4,16,64", "S1,S2,…");
+        var reps = Opt.Int("--reps", "timed gradient operations per size", 10, min: 1, helpName: "R");
+        var gradientPath = Opt.Choice("--gradient-path", "ring: between the workers; hub: through the coordinator", "ring", "ring", "hub");
+        var skipStats = Opt.Flag("--skip-stats", "measure only the gradients");
+        var output = Opt.OutputFile("--out", "append the JSON lines to this file too");
+        // The driver's arguments to its worker processes.
+        var coordinator = Opt.String("--coordinator", "the driver's coordinator", helpName: "URL");
+        var tokenFile = Opt.InputFile("--token-file", "the run token");
+        var workerId = Opt.String("--worker-id", "this worker's id", helpName: "ID");
+        foreach (var o in new Option[] { coordinator, tokenFile, workerId }) o.Hidden = true;
+        var command = new Command("collective", "latency and bandwidth of the all-reduce, K worker processes on loopback")
         {
-            System.Console.WriteLine("usage: bndist " + UsageText);
-            return 0;
+            role, workers, channels, ops, warmup, warmupSeconds, sizes, reps, gradientPath, skipStats, output, coordinator, tokenFile, workerId,
+        };
+        command.SetAction(r =>
+        {
+            var o = Options.Check(new Options(r.GetValue(role)!, r.GetValue(workers), Ints(r.GetValue(channels)!, "--channels"), r.GetValue(ops),
+                r.GetValue(warmup), r.GetValue(warmupSeconds), Doubles(r.GetValue(sizes)!, "--sizes-mib"), r.GetValue(reps), r.GetValue(output),
+                r.GetValue(coordinator), r.GetValue(tokenFile), r.GetValue(workerId), r.GetValue(gradientPath)!, r.GetValue(skipStats)));
+            return o.Role == "worker" ? RunWorker(o, cancellation) : RunDriver(o, cancellation);
+        });
+        return command;
+    }
+
+    private static int[] Ints(string text, string name) => [.. Split(text, name, s => int.Parse(s, CultureInfo.InvariantCulture))];
+
+    private static double[] Doubles(string text, string name) => [.. Split(text, name, s => double.Parse(s, CultureInfo.InvariantCulture))];
+
+    private static IEnumerable<T> Split<T>(string text, string name, Func<string, T> parse)
+    {
+        try
+        {
+            return [.. text.Split(',', StringSplitOptions.TrimEntries).Select(parse)];
         }
-        var o = Options.Read(args);
-        if (o.Role == "worker") return RunWorker(o, cancellation);
-        return RunDriver(o, cancellation);
+        catch (Exception e) when (e is FormatException or OverflowException)
+        {
+            throw new UsageException($"{name} expects a comma-separated list of numbers, got '{text}'");
+        }
     }
 
     private sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double WarmupSeconds, double[] SizesMiB, int Reps,
         string? Out, string? Coordinator, string? TokenFile, string? WorkerId, string GradientPath, bool SkipStats)
     {
-        public static Options Read(ArgReader a)
+        public static Options Check(Options o)
         {
-            var o = new Options(
-                a.String("role", "driver"), a.Int("workers", 2, min: 1), Ints(a, "channels", "64,256,1024"),
-                a.Int("ops", 2000, min: 1), a.Int("warmup", 1000, min: 0), a.Double("warmup-seconds", 5),
-                Doubles(a, "sizes-mib", "1,4,16,64"), a.Int("reps", 10, min: 1),
-                a.String("out"), a.String("coordinator"), a.String("token-file"), a.String("worker-id"), a.String("gradient-path", "ring")!,
-                a.Flag("skip-stats"));
-            a.Finish();
-            if (o.Role is not ("driver" or "worker")) throw new UsageException($"bench collective: --role must be driver or worker, got '{o.Role}'");
-            if (o.GradientPath is not ("ring" or "hub")) throw new UsageException($"bench collective: --gradient-path expects ring or hub, got '{o.GradientPath}'");
             if (o.Channels.Length is < 1 or > 8 || o.Channels.Any(c => c is < 1 or > 65536))
-                throw new UsageException("bench collective: --channels takes one to eight channel counts in [1, 65536]");
+                throw new UsageException("--channels takes one to eight channel counts in [1, 65536]");
             if (o.SizesMiB.Any(s => !(s >= 1.0 / (1 << 18)) || s > 1024))
-                throw new UsageException("bench collective: --sizes-mib takes sizes in [4 bytes, 1024 MiB] (in MiB)");
+                throw new UsageException("--sizes-mib takes sizes in [4 bytes, 1024 MiB] (in MiB)");
             // The mlp's weights (784·C1 + C1·C2 + … + Cn·10 floats) travel in the join message.
             long weights = 0;
             int[] widths = [784, .. o.Channels, 10];
             for (int i = 0; i + 1 < widths.Length; i++) weights += (long)widths[i] * widths[i + 1];
             if (weights * sizeof(float) * 2 > WireLimits.MaxMessageBytes / 2)
-                throw new UsageException($"bench collective: --channels {string.Join(',', o.Channels)} makes an mlp of {weights:N0} weights, too large to send at join");
+                throw new UsageException($"--channels {string.Join(',', o.Channels)} makes an mlp of {weights:N0} weights, too large to send at join");
             return o;
-        }
-
-        private static int[] Ints(ArgReader a, string name, string fallback) => [.. Split(a.String(name, fallback)!, name, s => int.Parse(s, CultureInfo.InvariantCulture))];
-
-        private static double[] Doubles(ArgReader a, string name, string fallback) => [.. Split(a.String(name, fallback)!, name, s => double.Parse(s, CultureInfo.InvariantCulture))];
-
-        private static IEnumerable<T> Split<T>(string text, string name, Func<string, T> parse)
-        {
-            try
-            {
-                return [.. text.Split(',', StringSplitOptions.TrimEntries).Select(parse)];
-            }
-            catch (FormatException)
-            {
-                throw new UsageException($"bench collective: --{name} expects a comma-separated list of numbers, got '{text}'");
-            }
         }
 
         public IEnumerable<string> WorkerArguments(string coordinator, string tokenFile, int rank) =>
@@ -177,7 +186,7 @@ public static class CollectiveBenchCommand
     {
         var settings = new WorkerSettings
         {
-            Coordinator = o.Coordinator ?? throw new UsageException("bench collective --role worker needs --coordinator"),
+            Coordinator = o.Coordinator ?? throw new UsageException("--role worker needs --coordinator"),
             WorkerId = o.WorkerId ?? $"bench-{Environment.ProcessId}",
             Device = "cpu", Threads = 1,
             Token = RunToken.Resolve(o.TokenFile),

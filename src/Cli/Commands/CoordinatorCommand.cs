@@ -1,3 +1,4 @@
+using System.CommandLine;
 using BnDist.Coordinator;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -5,22 +6,31 @@ using Microsoft.Extensions.Logging;
 
 namespace BnDist.Cli.Commands;
 
-/// <summary><c>bndist coordinator --port P --workers K [train options]</c>: serve one run to workers on other machines.</summary>
+/// <summary>
+/// <c>bndist coordinator --port P --workers K [run options]</c>: serve one run to workers on
+/// other machines. The settings bind from the "Coordinator" section of appsettings.json and
+/// BNDIST__COORDINATOR__… environment variables; the options given on the command line win.
+/// The workers hold the data and the devices, so this command has no --data, --device or --threads.
+/// </summary>
 public static class CoordinatorCommand
 {
-    public static int Run(ArgReader args, CancellationToken cancellation)
+    public static Command Create(CancellationToken cancellation)
     {
-        if (args.Help)
-        {
-            System.Console.WriteLine("usage: bndist coordinator --port P --workers K [--host 0.0.0.0] [options]\n\n" + ClusterOptions.Help + TrainOptions.Help);
-            return 0;
-        }
-        var train = TrainOptions.Read(args);
-        var settings = ClusterOptions.Read(args, "coordinator", train, defaultPort: 29500);
-        args.Finish();
+        var setup = new ClusterSetup("coordinator", defaultPort: 29500, knownModel: false);
+        var command = new Command("coordinator", "serve a run to workers on other machines");
+        setup.AddTo(command);
+        command.SetAction(r => Run(r, setup, cancellation));
+        return command;
+    }
+
+    private static int Run(ParseResult parse, ClusterSetup setup, CancellationToken cancellation)
+    {
+        var settings = setup.Settings(parse, new CoordinatorSettings());
+        if (parse.GetValue(setup.Files.SaveInit) is { } saveInit) ClusterSetup.SaveInitialState(saveInit, settings);
         var app = CoordinatorServices.Build(settings, l => l.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true));
         var run = app.Services.GetRequiredService<RunCoordinator>();
-        ClusterProgress.Attach(run, train.Quiet);
+        ClusterProgress.Attach(run, parse.GetValue(setup.Files.Quiet));
+        using var metrics = parse.GetValue(setup.Files.MetricsOut) is { } metricsOut ? ClusterSetup.WriteMetrics(metricsOut, run) : null;
         System.Console.WriteLine($"bndist coordinator: run {run.RunId} on {settings.Host}:{settings.Port}, waiting for {settings.Workers} workers");
         app.StartAsync(cancellation).GetAwaiter().GetResult();
         // Interrupted: end the run for every worker at once, with the reason, rather than let

@@ -5,7 +5,7 @@ namespace BnDist.Cli.Commands;
 internal static class Devices
 {
     /// <summary>The backend for --device; an unknown or absent device is a usage error.</summary>
-    public static IBackend Open(string command, string device, int threads)
+    public static IBackend Open(string device, int threads)
     {
         try
         {
@@ -13,7 +13,7 @@ internal static class Devices
         }
         catch (ArgumentException e)
         {
-            throw new UsageException($"{command}: {e.Message}");
+            throw new UsageException(e.Message);
         }
     }
 }

@@ -1,5 +1,5 @@
+using System.CommandLine;
 using System.Globalization;
-using BnDist.Core.Backends;
 using BnDist.Core.Checkpoints;
 using BnDist.Core.Collectives;
 using BnDist.Core.Data;
@@ -11,24 +11,25 @@ namespace BnDist.Cli.Commands;
 /// <summary><c>bndist eval --checkpoint FILE [--data DIR]</c>: test loss and accuracy of a checkpoint.</summary>
 public static class EvalCommand
 {
-    public static int Run(ArgReader args)
+    public static Command Create()
     {
-        if (args.Help)
-        {
-            System.Console.WriteLine("usage: bndist eval --checkpoint FILE [--data DIR] [--threads N] [--device D]");
-            return 0;
-        }
-        string path = args.String("checkpoint") ?? throw new UsageException("eval: --checkpoint FILE is required");
-        string dataDir = args.String("data") ?? Dataset.DefaultDirectory();
-        int threads = args.Int("threads", 0, min: 0);
-        string device = args.String("device", "auto");
-        args.Finish();
+        var checkpoint = Opt.InputFile("--checkpoint", "the checkpoint to evaluate");
+        checkpoint.Required = true;
+        var data = Opt.InputDirectory("--data", "directory of the four IDX files (default: the embedded Fashion-MNIST subset)");
+        var threads = Opt.Int("--threads", "CPU threads (0: all cores)", 0, min: 0);
+        var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu", "auto", "D");
+        var command = new Command("eval", "test accuracy of a checkpoint") { checkpoint, data, threads, device };
+        command.SetAction(r => Run(r.GetValue(checkpoint)!, r.GetValue(data), r.GetValue(threads), r.GetValue(device)!));
+        return command;
+    }
 
+    private static int Run(string path, string? data, int threads, string device)
+    {
         var info = Checkpoint.ReadInfo(path);
-        using var backend = Devices.Open("eval", device, threads);
+        using var backend = Devices.Open(device, threads);
         var network = ModelFactory.Create(info.Model, backend, SingleProcessCollective.Instance, 0, new NormalizationOptions(info.Norm));
         Checkpoint.Load(path, backend, network, optimizer: null);
-        var test = Dataset.Load(dataDir, train: false);
+        var test = Opt.LoadData(data, train: false);
         var (loss, accuracy) = new Evaluator(backend, network).Evaluate(test);
         System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{path}: {info.Model}/{info.Norm} at step {info.Step}; {test.Count} test images: accuracy {accuracy:F4}, loss {loss:F4}"));

@@ -1,6 +1,13 @@
+using System.CommandLine;
 using System.Diagnostics;
 using BnDist.Coordinator;
 using BnDist.Core.Backends;
+using BnDist.Core.Backends.Cpu;
+using BnDist.Core.Checkpoints;
+using BnDist.Core.Collectives;
+using BnDist.Core.Data;
+using BnDist.Core.Models;
+using BnDist.Core.Training;
 using BnDist.Protos;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -17,42 +24,63 @@ namespace BnDist.Cli.Commands;
 /// </summary>
 public static class LaunchCommand
 {
-    public static int Run(ArgReader args, CancellationToken cancellation)
+    public static Command Create(CancellationToken cancellation)
     {
-        if (args.Help)
+        var setup = new ClusterSetup("launch", defaultPort: 0, knownModel: true);
+        var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu; cuda and opencl give the local ranks the GPUs round-robin",
+            "auto", "D");
+        var data = Opt.InputDirectory("--data", "directory of the four IDX files the workers read (default: the embedded Fashion-MNIST subset)");
+        var threads = Opt.Int("--threads-per-worker", "CPU threads of each worker (default: the cores divided by --workers)", null, min: 1);
+        var command = new Command("launch", "a local cluster: coordinator + K worker processes");
+        setup.AddTo(command);
+        foreach (var o in new Option[] { device, data, threads }) command.Options.Add(o);
+        command.SetAction(r => Run(r, setup, r.GetValue(device)!, r.GetValue(data), r.Given(threads) ? r.GetValue(threads) : null, cancellation));
+        return command;
+    }
+
+    private static int Run(ParseResult parse, ClusterSetup setup, string device, string? dataDir, int? threadsOption, CancellationToken cancellation)
+    {
+        var settings = setup.Settings(parse, new CoordinatorSettings { Port = 0 });
+        int threads = threadsOption ?? Math.Max(1, Environment.ProcessorCount / settings.Workers);
+        var config = settings.Training;
+        // What the workers would find only after joining: say it now, before any process starts.
+        var trainCount = Opt.LoadData(dataDir, train: true).Count;
+        using (var cpu = new CpuBackend(1))
         {
-            System.Console.WriteLine("usage: bndist launch --workers K [--threads-per-worker N] [options]\n\n" + ClusterOptions.Help + TrainOptions.Help);
-            return 0;
+            var shapes = ModelFactory.Create(config.Model, cpu, SingleProcessCollective.Instance, config.Seed, config.Normalization);
+            long startStep = settings.Resume is null ? 0 : Checkpoint.ReadInfo(settings.Resume).Step;
+            if (config.BatchesPerEpoch(trainCount) == 0)
+                throw new UsageException($"--batch-size: the training set has {trainCount} samples, no whole batch of {config.BatchSize} " +
+                                         "(--keep-last-batch trains on the short one)");
+            if (Trainer.BatchNormProblem(config, shapes, trainCount, settings.Workers, startStep) is { } problem) throw new UsageException(problem);
         }
-        var train = TrainOptions.Read(args);
-        var settings = ClusterOptions.Read(args, "launch", train, defaultPort: 0);
-        int threads = args.Int("threads-per-worker", Math.Max(1, Environment.ProcessorCount / settings.Workers), min: 1);
-        args.Finish();
+        if (parse.GetValue(setup.Files.SaveInit) is { } saveInit) ClusterSetup.SaveInitialState(saveInit, settings);
 
         string tokenFile = Path.Combine(Path.GetTempPath(), $"bndist-{Environment.ProcessId}.token");
         settings.Token ??= RunToken.Generate();
         RunToken.WriteFile(tokenFile, settings.Token);
         var app = CoordinatorServices.Build(settings, l => l.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true));
         var run = app.Services.GetRequiredService<RunCoordinator>();
-        ClusterProgress.Attach(run, train.Quiet);
+        ClusterProgress.Attach(run, parse.GetValue(setup.Files.Quiet));
+        using var metrics = parse.GetValue(setup.Files.MetricsOut) is { } metricsOut ? ClusterSetup.WriteMetrics(metricsOut, run) : null;
         var workers = new List<Process>();
         try
         {
             app.StartAsync(cancellation).GetAwaiter().GetResult();
             string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             System.Console.WriteLine($"bndist launch: run {run.RunId}, coordinator {address}, {settings.Workers} workers × {threads} threads, " +
-                                     $"{train.Config.Model}/{train.Config.Norm}, global batch {train.Config.BatchSize}, sync-bn {(train.Config.SyncBatchNorm && settings.Training.SyncBatchNorm ? "on" : "off")}");
+                                     $"{config.Model}/{config.Norm}, global batch {config.BatchSize}, sync-bn {(config.SyncBatchNorm ? "on" : "off")}");
             for (int rank = 0; rank < settings.Workers; rank++)
             {
                 var info = WorkerProcess();
                 foreach (string a in new[] { "worker", "--coordinator", address, "--worker-id", $"local-{rank:D3}", "--token-file", tokenFile,
                              "--threads", threads.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                             "--device", BackendFactory.ForLocalRank(train.Device, rank) })
+                             "--device", BackendFactory.ForLocalRank(device, rank) })
                     info.ArgumentList.Add(a);
-                if (train.DataDir is not null)
+                if (dataDir is not null)
                 {
                     info.ArgumentList.Add("--data");
-                    info.ArgumentList.Add(train.DataDir);
+                    info.ArgumentList.Add(Path.GetFullPath(dataDir));
                 }
                 workers.Add(Process.Start(info) ?? throw new InvalidOperationException("could not start a worker process"));
             }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using BnDist.Cli.Console;
@@ -14,48 +15,67 @@ namespace BnDist.Cli.Commands;
 /// <summary><c>bndist train</c>: single-process training with progress, metrics and checkpoints.</summary>
 public static class TrainCommand
 {
-    public static int Run(ArgReader args, CancellationToken cancellation)
+    public static Command Create(CancellationToken cancellation)
     {
-        if (args.Help)
-        {
-            System.Console.WriteLine("usage: bndist train [options]\n\n" + TrainOptions.Help);
-            return 0;
-        }
-        var o = TrainOptions.Read(args);
-        args.Finish();
+        var run = new RunOptions(cluster: false);
+        var files = new RunFileOptions();
+        var data = Opt.InputDirectory("--data", "directory of the four IDX files (default: the embedded Fashion-MNIST subset)");
+        var threads = Opt.Int("--threads", "CPU threads (0: all cores)", 0, min: 0);
+        var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu", "auto", "D");
+        var command = new Command("train", "train in this process");
+        run.AddTo(command);
+        foreach (var o in new Option[] { data, threads, device }) command.Options.Add(o);
+        files.AddTo(command);
+        command.SetAction(r => Run(r, run, files, r.GetValue(data), r.GetValue(threads), r.GetValue(device)!, cancellation));
+        return command;
+    }
 
-        string dataDir = o.DataDir ?? Dataset.DefaultDirectory();
-        var train = Dataset.Load(dataDir, train: true);
-        var test = Dataset.Load(dataDir, train: false);
-        using var backend = Devices.Open("train", o.Device, o.Threads);
-        var config = o.Config;
-        long startStep = 0;
-        if (o.Resume is not null)
-        {
-            var info = Checkpoint.ReadInfo(o.Resume);
-            config = info.Config ?? config;
-            startStep = info.Step;
-        }
+    private static int Run(ParseResult parse, RunOptions run, RunFileOptions files, string? dataOption, int threads, string device,
+        CancellationToken cancellation)
+    {
+        string? resume = parse.GetValue(files.Resume), init = parse.GetValue(files.Init), save = parse.GetValue(files.Save);
+        string? saveInit = parse.GetValue(files.SaveInit), metricsOut = parse.GetValue(files.MetricsOut);
+        var config = run.Resolve(parse, new TrainingConfig(), resume, parse.GetValue(files.OverrideConfig),
+            line => System.Console.WriteLine($"bndist train: {line}"), out long startStep);
+
+        string dataDir = dataOption ?? Dataset.DefaultDirectory();  // for the header
+        var train = Opt.LoadData(dataOption, train: true);
+        var test = Opt.LoadData(dataOption, train: false);
+        using var backend = Devices.Open(device, threads);
         var network = ModelFactory.Create(config.Model, backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
-        if (o.Init is not null) Checkpoint.Load(o.Init, backend, network, optimizer: null);
-        if (o.Resume is not null) Checkpoint.Load(o.Resume, backend, network, optimizer);
-        if (o.SaveInit is not null) Checkpoint.Save(o.SaveInit, backend, network, optimizer, startStep, config);
+        if (init is not null) Checkpoint.Load(init, backend, network, optimizer: null);
+        if (resume is not null) Checkpoint.Load(resume, backend, network, optimizer);
 
-        var trainer = new Trainer(config, backend, network, optimizer, train, test, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance)
+        Trainer trainer;
+        try
         {
-            StartStep = startStep,
-        };
+            trainer = new Trainer(config, backend, network, optimizer, train, test, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance)
+            {
+                StartStep = startStep,
+            };
+            trainer.CheckBatchNormSizes();
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException(e.Message);
+        }
+        if (trainer.TotalSteps <= startStep)
+            throw new UsageException($"--resume: the checkpoint is at step {startStep} and its run ends at step {trainer.TotalSteps}: nothing to train " +
+                                     "(give a larger --steps or --epochs)");
+        if (saveInit is not null) Checkpoint.Save(saveInit, backend, network, optimizer, startStep, config);
         System.Console.WriteLine(
             $"bndist train: {config.Model}/{config.Norm}, {network.ParameterCount:N0} parameters, device {backend.Name}" +
             (backend is Core.Backends.Cpu.CpuBackend cpu ? $" ({cpu.Threads} threads)" : ""));
+        int dropped = config.DropLast ? train.Count % config.BatchSize : 0;
         System.Console.WriteLine(
             $"data {dataDir}: {train.Count} train, {test.Count} test; global batch {config.BatchSize}, 1 worker " +
-            $"(shards [{config.BatchSize}]); {trainer.Sampler.BatchesPerEpoch} steps/epoch, {trainer.TotalSteps} steps, " +
+            $"(shards [{config.BatchSize}]); {trainer.Sampler.BatchesPerEpoch} steps/epoch" +
+            (dropped > 0 ? $" (the last {dropped} samples of each epoch's order dropped)" : "") + $", {trainer.TotalSteps} steps, " +
             $"lr {config.LearningRate} {config.LrSchedule}" + (startStep > 0 ? $"; resuming at step {startStep}" : ""));
 
-        using var metrics = o.MetricsOut is null ? null : new StreamWriter(o.MetricsOut, append: false);
-        var bar = new ProgressBar(!o.Quiet);
+        using var metrics = metricsOut is null ? null : new StreamWriter(metricsOut, append: false);
+        var bar = new ProgressBar(!parse.GetValue(files.Quiet));
         var throughput = new ExponentialAverage(0.1);
         trainer.StepCompleted += r =>
         {
@@ -77,15 +97,18 @@ public static class TrainCommand
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var result = trainer.Run(cancellation);
         clock.Stop();
-        if (o.Save is not null) Checkpoint.Save(o.Save, backend, network, optimizer, trainer.StepsRun, config);
+        if (save is not null) Checkpoint.Save(save, backend, network, optimizer, trainer.StepsRun, config);
         if (cancellation.IsCancellationRequested)
         {
             System.Console.Error.WriteLine($"bndist train: interrupted after step {trainer.StepsRun}");
             return Program.InterruptedExitCode;
         }
-        string saved = o.Save is null ? "" : $"; saved {o.Save}";
+        string saved = save is null ? "" : $"; saved {save}";
+        string evaluated = config.Evaluate
+            ? string.Create(CultureInfo.InvariantCulture, $"test accuracy {result.TestAccuracy:F4}, test loss {result.TestLoss:F4}")
+            : "not evaluated";
         System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"done: {trainer.TotalSteps - startStep} steps in {clock.Elapsed.TotalSeconds:F1} s; test accuracy {result.TestAccuracy:F4}, test loss {result.TestLoss:F4}{saved}"));
+            $"done: {trainer.TotalSteps - startStep} steps in {clock.Elapsed.TotalSeconds:F1} s; {evaluated}{saved}"));
         return 0;
     }
 }

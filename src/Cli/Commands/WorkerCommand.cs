@@ -1,34 +1,49 @@
+using System.CommandLine;
 using BnDist.Worker;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace BnDist.Cli.Commands;
 
-/// <summary><c>bndist worker --coordinator URL</c>: join a run and train its shards.</summary>
+/// <summary>
+/// <c>bndist worker --coordinator URL</c>: join a run and train its shards. The settings bind
+/// from the "Worker" section of appsettings.json and BNDIST__WORKER__… environment variables;
+/// the options given on the command line win.
+/// </summary>
 public static class WorkerCommand
 {
-    public static int Run(ArgReader args)
+    public static Command Create()
     {
-        if (args.Help)
+        var coordinator = Opt.String("--coordinator", "the coordinator's address, e.g. http://10.0.0.1:29500", helpName: "URL");
+        var workerId = Opt.String("--worker-id", "unique within the run; ranks follow the ordinal order of the ids (default: host name and process id)",
+            helpName: "ID");
+        var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu (default auto)", helpName: "D");
+        var threads = Opt.Int("--threads", "CPU threads (default 0: all cores)", null, min: 0);
+        var data = Opt.InputDirectory("--data", "directory of the four IDX files (default: the embedded Fashion-MNIST subset)");
+        var tokenFile = Opt.InputFile("--token-file", $"the run token (else the environment variable {Protos.RunToken.EnvironmentVariable})");
+        var advertise = Opt.String("--advertise", "where the other workers reach this one for the gradient ring " +
+                                                  "(default: 127.0.0.1 with a coordinator on loopback, else this host's name)", helpName: "HOST");
+        var command = new Command("worker", "join a coordinator and train") { coordinator, workerId, device, threads, data, tokenFile, advertise };
+        command.SetAction(r =>
         {
-            System.Console.WriteLine("usage: bndist worker --coordinator URL [--worker-id ID] [--device D] [--threads N] [--data DIR] [--token-file FILE] [--advertise HOST]\n\n" +
-                "  --advertise HOST   where the other workers reach this one for the gradient ring (default: 127.0.0.1 with a\n" +
-                "                     coordinator on loopback, else this host's name)");
-            return 0;
-        }
-        var settings = new WorkerSettings
-        {
-            Coordinator = args.String("coordinator") ?? throw new UsageException("worker: --coordinator URL is required"),
-            Device = args.String("device", "auto"),
-            Threads = args.Int("threads", 0, min: 0),
-            AdvertiseHost = args.String("advertise"),
-            Data = args.String("data"),
-            Token = Protos.RunToken.Resolve(args.String("token-file")),
-        };
-        if (args.String("worker-id") is { } id) settings.WorkerId = id;
-        args.Finish();
+            var settings = SettingsConfiguration.Bind(WorkerSettings.Section, new WorkerSettings());
+            settings.Coordinator = r.Pick(coordinator, settings.Coordinator)!;
+            settings.WorkerId = r.Pick(workerId, settings.WorkerId)!;
+            settings.Device = r.Pick(device, settings.Device)!;
+            settings.Threads = r.Pick(threads, settings.Threads);
+            settings.Data = r.Pick(data, settings.Data);
+            settings.AdvertiseHost = r.Pick(advertise, settings.AdvertiseHost);
+            settings.Token = r.Given(tokenFile) ? Protos.RunToken.Resolve(r.GetValue(tokenFile)) : settings.Token ?? Protos.RunToken.Resolve(null);
+            return Run(settings);
+        });
+        return command;
+    }
+
+    /// <summary>Validates <paramref name="settings"/> (a bad one is a usage error) and runs the worker host.</summary>
+    internal static int Run(WorkerSettings settings)
+    {
         try { settings.Validate(); }
-        catch (ArgumentException e) { throw new UsageException($"worker: {e.Message}"); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders().AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("BnDist", LogLevel.Information);

@@ -33,9 +33,11 @@ public sealed class Trainer
     {
         (_config, _network, _train, _test) = (config.Validate(knownModel: false), network, train, test);
         _collective = collective;
-        Sampler = new DistributedSampler(train.Count, config.BatchSize, collective.WorldSize, collective.Rank, config.Shuffle, config.Seed);
-        if (Sampler.BatchesPerEpoch == 0)
-            throw new ArgumentException($"--batch-size: the training set has {train.Count} samples, no whole batch of {config.BatchSize}");
+        if (config.BatchesPerEpoch(train.Count) == 0)
+            throw new ArgumentException($"--batch-size: the training set has {train.Count} samples, no whole batch of {config.BatchSize} " +
+                                        "(--keep-last-batch trains on the short one)");
+        Sampler = new DistributedSampler(train.Count, config.BatchSize, collective.WorldSize, collective.Rank, config.Shuffle, config.Seed,
+            config.DropLast);
         TotalSteps = config.TotalSteps(Sampler.BatchesPerEpoch);
         Schedule = config.Schedule(Sampler.BatchesPerEpoch);
         _step = new TrainingStep(backend, network, optimizer, collective, gradients);
@@ -59,8 +61,10 @@ public sealed class Trainer
     public event Action<EpochReport>? EpochCompleted;
 
     /// <summary>Runs to the end (or cancellation, after a whole step) and returns the last test result.</summary>
+    /// <remarks>First checks that every batch-norm layer gets at least two values per channel in every batch the run will visit (<see cref="CheckBatchNormSizes()"/>).</remarks>
     public EpochReport Run(CancellationToken cancellation = default)
     {
+        CheckBatchNormSizes();
         int perEpoch = Sampler.BatchesPerEpoch;
         var last = new EpochReport(StartStep, (int)(StartStep / perEpoch), double.NaN, double.NaN);
         for (long step = StartStep; step < TotalSteps && !cancellation.IsCancellationRequested; step++)
@@ -82,6 +86,63 @@ public sealed class Trainer
             }
         }
         return last;
+    }
+
+    /// <summary>
+    /// Throws an ArgumentException (one line, naming the layer) when a batch-norm layer would
+    /// see fewer than two values per channel in a batch of steps [<see cref="StartStep"/>,
+    /// <see cref="TotalSteps"/>): training it would fail in that step, so the run must not start.
+    /// </summary>
+    public void CheckBatchNormSizes()
+    {
+        string? problem = BatchNormProblem(_config, _network, _train.Count, _collective.WorldSize, StartStep);
+        if (problem is not null) throw new ArgumentException(problem);
+    }
+
+    /// <summary>
+    /// Why training <paramref name="network"/> with <paramref name="config"/> on
+    /// <paramref name="trainCount"/> samples and <paramref name="worldSize"/> ranks, from
+    /// <paramref name="startStep"/>, would give some batch-norm layer fewer than two values per
+    /// channel in a batch (BatchNorm1d: m = samples; BatchNorm2d: m = samples·H·W, where the
+    /// samples are the global batch with synchronized BN, else the smallest rank's shard);
+    /// null when it would not.
+    /// </summary>
+    public static string? BatchNormProblem(TrainingConfig config, Network network, int trainCount, int worldSize, long startStep)
+    {
+        // Values per channel that one sample gives each BN layer: the product of its input's spatial dimensions.
+        var perSample = new List<(string Name, long Values)>();
+        int[] shape = [1, .. network.SampleShape];
+        foreach (var layer in network.Layers)
+        {
+            if (layer is Layers.BatchNorm bn) perSample.Add((bn.Name, shape.Skip(2).Aggregate(1L, (a, b) => a * b)));
+            shape = layer.OutputShape(shape);
+        }
+        int perEpoch = config.BatchesPerEpoch(trainCount);
+        if (perSample.Count == 0 || perEpoch == 0) return null;
+        long total = config.TotalSteps(perEpoch);
+        if (startStep >= total) return null;
+        bool sync = config.SyncBatchNorm || worldSize == 1;
+        int B = config.BatchSize, lastSize = config.DropLast ? B : trainCount - (perEpoch - 1) * B;
+        // The short last batch is visited when some step in [start, total) is the last of its epoch.
+        bool shortVisited = lastSize < B && startStep / perEpoch * perEpoch + perEpoch - 1 < total;
+        bool fullVisited = lastSize == B || perEpoch > 1;
+        foreach (int batch in new[] { fullVisited ? B : 0, shortVisited ? lastSize : 0 }.Where(n => n > 0))
+        {
+            int samples = sync ? batch : DistributedSampler.ShardOf(batch, worldSize, worldSize - 1).Count;
+            var (name, values) = perSample.MinBy(p => p.Values);
+            long m = samples * values;
+            if (m >= 2) continue;
+            string which = batch < B
+                ? $"--keep-last-batch: the last batch of each epoch holds {batch} of {B} samples ({trainCount} mod {B})"
+                : $"--batch-size {B}";
+            string where = sync ? "" : $", split over {worldSize} ranks with --sync-bn off (the smallest shard: {samples})";
+            string fix = batch < B
+                ? "drop the short batch (leave out --keep-last-batch) or choose another --batch-size"
+                : "use --sync-bn on, fewer workers or a larger --batch-size";
+            return $"{which}{where}, so batch-norm layer {name} would normalize {m} value{(m == 1 ? "" : "s")} per channel; " +
+                   $"it needs at least 2: {fix}";
+        }
+        return null;
     }
 
     /// <summary>The number of steps completed so far (for checkpoints).</summary>

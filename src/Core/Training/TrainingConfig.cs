@@ -35,6 +35,12 @@ public sealed record TrainingConfig
     public bool SyncBatchNorm { get; init; } = true;
     /// <summary>Evaluate on the test set at the end of each epoch and of the run.</summary>
     public bool Evaluate { get; init; } = true;
+    /// <summary>
+    /// Drop the last batch of an epoch when it is short (DataLoader's drop_last=True, the
+    /// default): a batch-norm layer cannot train on one value per channel, and a short batch
+    /// would give one whenever the training set's size mod the batch size is 1.
+    /// </summary>
+    public bool DropLast { get; init; } = true;
 
     public NormalizationOptions Normalization => new(Norm, BnMode == "cumulative" ? null : BnMomentum);
 
@@ -60,6 +66,13 @@ public sealed record TrainingConfig
         Require(BnMode is "ema" or "cumulative", $"--bn-mode: unknown mode '{BnMode}' (expected ema, cumulative)");
         return this;
     }
+
+    /// <summary>
+    /// Global batches per epoch over a training set of <paramref name="trainCount"/> samples:
+    /// ⌊count / B⌋ with <see cref="DropLast"/>, else ⌈count / B⌉ (as <see cref="Data.DistributedSampler"/> walks them).
+    /// </summary>
+    public int BatchesPerEpoch(int trainCount) =>
+        DropLast ? trainCount / BatchSize : (int)(((long)trainCount + BatchSize - 1) / BatchSize);
 
     /// <summary>Total steps of the run given the number of batches per epoch.</summary>
     public long TotalSteps(int batchesPerEpoch) => Steps > 0 ? Steps : (long)Epochs * batchesPerEpoch;
