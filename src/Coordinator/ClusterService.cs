@@ -29,6 +29,10 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
         {
             joined = await run.JoinAsync(ticket, context.CancellationToken);
         }
+        catch (RunAbortedException e)
+        {
+            throw new RpcException(new Status(StatusCode.Aborted, e.Message));
+        }
         catch (JoinRefusedException e)
         {
             var code = e.Reason switch

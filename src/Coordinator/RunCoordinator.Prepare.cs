@@ -84,7 +84,17 @@ public sealed partial class RunCoordinator
         initial.Write(stream);
         _logger.LogInformation("Run {RunId}: model {Model}/{Norm}, {Tensors} tensors, {BatchNorms} batch-norm layers; every rank prepared",
             RunId, reference.Architecture, reference.Normalization, reference.Tensors.Count, reference.BatchNorms.Count);
-        _prepared.TrySetResult(stream.ToArray());
+        byte[] image = stream.ToArray();
+        try
+        {
+            InitialStateReady?.Invoke(image);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Abort(e.Message);
+            return;
+        }
+        _prepared.TrySetResult(image);
     }
 
     /// <summary>Rank 0's state, with the --init or --resume checkpoint imposed on it; every name and shape checked.</summary>

@@ -95,6 +95,13 @@ public sealed partial class RunCoordinator : IDisposable
 
     public CoordinatorSettings Settings => _settings;
 
+    /// <summary>
+    /// The initial state every rank loads, once every rank has prepared and before any of them
+    /// gets it (so a handler that writes it to a file finishes before the first step). A handler
+    /// that throws an IOException or UnauthorizedAccessException ends the run with its message.
+    /// </summary>
+    public event Action<byte[]>? InitialStateReady;
+
     /// <summary>The model's layout as the workers described it (null until every rank has prepared).</summary>
     public ModelLayout? Layout => _layout;
 
@@ -129,6 +136,14 @@ public sealed partial class RunCoordinator : IDisposable
         {
             Abort($"rendezvous failed: {e.Message}");
             throw;
+        }
+        int trainCount = world.Members[0].TrainCount;
+        if (_settings.Training.BatchesPerEpoch(trainCount) == 0)
+        {
+            string reason = $"--batch-size {_settings.Training.BatchSize}: the workers' training set has {trainCount} samples, " +
+                            "not one whole batch (--keep-last-batch trains on the short one)";
+            Abort(reason);
+            throw new RunAbortedException(reason);
         }
         StartRun(world);
         int rank = world.RankOf(ticket.WorkerId);

@@ -86,8 +86,6 @@ public sealed class CommandLineTests
         Assert.NotNull(banner);
         AssertOneLineUsageError(Bndist("launch", "--model", "my-own-net"), "bndist launch: --model: unknown model 'my-own-net'");
         AssertOneLineUsageError(Bndist("train", "--model", "my-own-net"), "bndist train: --model: unknown model 'my-own-net'");
-        AssertOneLineUsageError(Bndist("coordinator", "--model", "my-own-net", "--save-init", "/tmp/x.safetensors"),
-            "bndist coordinator: --save-init: the model 'my-own-net' is built by the workers");
     }
 
     [Fact]

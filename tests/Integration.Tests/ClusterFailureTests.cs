@@ -49,6 +49,15 @@ public sealed class ClusterFailureTests
     }
 
     [Fact]
+    public async Task A_global_batch_larger_than_the_workers_training_set_ends_the_run_at_the_join_with_the_reason()
+    {
+        // Drop-last leaves no whole batch: the coordinator learns the training set's size only from the workers.
+        var config = new TrainingConfig { Model = "mlp:8", BatchSize = 20000, Steps = 1, Evaluate = false };
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => LocalCluster.StartAsync(config, 2));
+        Assert.Contains("--batch-size 20000: the workers' training set has 10000 samples, not one whole batch", error.Message);
+    }
+
+    [Fact]
     public async Task A_worker_without_the_right_token_is_refused_as_unauthenticated()
     {
         var config = new TrainingConfig { Model = "mlp-paper", BatchSize = 8, Steps = 1, Evaluate = false };

@@ -1,11 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using BnDist.Coordinator;
-using BnDist.Core.Backends.Cpu;
 using BnDist.Core.Checkpoints;
-using BnDist.Core.Collectives;
-using BnDist.Core.Models;
-using BnDist.Core.Optim;
 
 namespace BnDist.Cli.Commands;
 
@@ -60,23 +56,23 @@ internal sealed class ClusterSetup
     }
 
     /// <summary>
-    /// --save-init: the initial state every rank starts from, built as it is built for a model
-    /// bndist knows: the model from the config's seed (what rank 0 builds and sends), then --init's
-    /// parameters and buffers, or --resume's and its optimizer state too, imposed on it.
+    /// --save-init: the initial state exactly as the coordinator sends it to every rank (rank 0's
+    /// freshly built model with --init's or --resume's state imposed), written once every rank has
+    /// prepared and before the first step; a failed write ends the run with the reason.
     /// </summary>
-    public static void SaveInitialState(string path, CoordinatorSettings settings)
-    {
-        var config = settings.Training;
-        if (!ModelFactory.IsKnown(config.Model))
-            throw new UsageException($"--save-init: the model '{config.Model}' is built by the workers, not by bndist, so its initial state is theirs to write");
-        using var backend = new CpuBackend(1);
-        var network = ModelFactory.Create(config.Model, backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
-        var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
-        long step = 0;
-        if (settings.Init is not null) Checkpoint.Load(settings.Init, backend, network, optimizer: null);
-        if (settings.Resume is not null) step = Checkpoint.Load(settings.Resume, backend, network, optimizer).Step;
-        Checkpoint.Save(path, backend, network, optimizer, step, config);
-    }
+    public static void SaveInitialState(string path, RunCoordinator run) =>
+        run.InitialStateReady += image =>
+        {
+            using var stream = new MemoryStream(image, writable: false);
+            try
+            {
+                SafeTensorsFile.Read(stream, "the initial state").WriteAtomic(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"--save-init: writing {path} failed: {e.Message}", e);
+            }
+        };
 
     /// <summary>
     /// --metrics-out: JSON lines with the fields of train's — {step, epoch, loss, lr, samples_per_s}

@@ -26,9 +26,9 @@ public static class CoordinatorCommand
     private static int Run(ParseResult parse, ClusterSetup setup, CancellationToken cancellation)
     {
         var settings = setup.Settings(parse, new CoordinatorSettings());
-        if (parse.GetValue(setup.Files.SaveInit) is { } saveInit) ClusterSetup.SaveInitialState(saveInit, settings);
         var app = CoordinatorServices.Build(settings, l => l.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true));
         var run = app.Services.GetRequiredService<RunCoordinator>();
+        if (parse.GetValue(setup.Files.SaveInit) is { } saveInit) ClusterSetup.SaveInitialState(saveInit, run);
         ClusterProgress.Attach(run, parse.GetValue(setup.Files.Quiet));
         using var metrics = parse.GetValue(setup.Files.MetricsOut) is { } metricsOut ? ClusterSetup.WriteMetrics(metricsOut, run) : null;
         System.Console.WriteLine($"bndist coordinator: run {run.RunId} on {settings.Host}:{settings.Port}, waiting for {settings.Workers} workers");

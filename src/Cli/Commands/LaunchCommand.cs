@@ -54,13 +54,13 @@ public static class LaunchCommand
                                          "(--keep-last-batch trains on the short one)");
             if (Trainer.BatchNormProblem(config, shapes, trainCount, settings.Workers, startStep) is { } problem) throw new UsageException(problem);
         }
-        if (parse.GetValue(setup.Files.SaveInit) is { } saveInit) ClusterSetup.SaveInitialState(saveInit, settings);
 
         string tokenFile = Path.Combine(Path.GetTempPath(), $"bndist-{Environment.ProcessId}.token");
         settings.Token ??= RunToken.Generate();
         RunToken.WriteFile(tokenFile, settings.Token);
         var app = CoordinatorServices.Build(settings, l => l.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true));
         var run = app.Services.GetRequiredService<RunCoordinator>();
+        if (parse.GetValue(setup.Files.SaveInit) is { } saveInit) ClusterSetup.SaveInitialState(saveInit, run);
         ClusterProgress.Attach(run, parse.GetValue(setup.Files.Quiet));
         using var metrics = parse.GetValue(setup.Files.MetricsOut) is { } metricsOut ? ClusterSetup.WriteMetrics(metricsOut, run) : null;
         var workers = new List<Process>();
