@@ -130,10 +130,29 @@ internal static unsafe partial class Sgemm
             }
             return;
         }
+        if (count == 16 && width == 16 && Vector256.IsHardwareAccelerated)
+        {
+            for (int p = 0; p < kc; p++, src += stride, dst += 16)
+            {
+                Vector256.Load(src).Store(dst);
+                Vector256.Load(src + 8).Store(dst + 8);
+            }
+            return;
+        }
         if (count == 8 && width == 8 && Vector256.IsHardwareAccelerated)
         {
             for (int p = 0; p < kc; p++, src += stride, dst += 8)
                 Vector256.Load(src).Store(dst);
+            return;
+        }
+        if (count == 6 && width == 6 && Vector128.IsHardwareAccelerated)
+        {
+            for (int p = 0; p < kc; p++, src += stride, dst += 6)
+            {
+                Vector128.Load(src).Store(dst);
+                dst[4] = src[4];
+                dst[5] = src[5];
+            }
             return;
         }
         for (int p = 0; p < kc; p++, src += stride, dst += width)

@@ -41,11 +41,19 @@ namespace BnDist.Core.Backends.Cpu;
 /// </remarks>
 internal static unsafe partial class Sgemm
 {
-    internal const int MR = 8;
-    internal const int NR = 48;
+    // The tile and block sizes of this process's path (JIT-time constants, see CpuDispatch). AVX-512: 8×48
+    // (24 zmm accumulators), A blocks of 128×256 and B blocks of 256×480 floats (480 KiB, for a 1 MiB L2).
+    // AVX2, 128-bit and scalar: 6×16 (12 ymm accumulators), A blocks of 120×256 and B blocks of 256×256
+    // (256 KiB: half of Zen 3's 512 KiB L2, leaving room for C and the next A micro-panel).
+    internal static int MR { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 8 : 6; }
+    internal static int NR { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 48 : 16; }
     internal const int KC = 256;
-    internal const int MC = 128;
-    internal const int NC = 480;
+    internal static int MC { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 128 : 120; }
+    internal static int NC { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 480 : NcNarrow; }
+
+    /// <summary>NC of the 6×16 paths; a static field only so the benchmark can sweep it (BNDIST_SGEMM_NC).</summary>
+    internal static readonly int NcNarrow =
+        int.TryParse(Environment.GetEnvironmentVariable("BNDIST_SGEMM_NC"), out int nc) && nc >= 16 ? nc / 16 * 16 : 256;
 
     /// <summary>Below this many multiply-adds the pooled entry point runs serially (waking costs ~µs).</summary>
     private const long ParallelThreshold = 1L << 18;
