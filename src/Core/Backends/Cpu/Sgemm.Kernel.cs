@@ -17,8 +17,10 @@ namespace BnDist.Core.Backends.Cpu;
 /// accumulators folded away — the 16- and 32-wide variants serve the last panel of each row of tiles.
 /// </para>
 /// <para>
-/// Fallbacks: <see cref="Kernel256"/> (AVX2+FMA: 4 rows × 2 Vector256 at a time) and <see cref="KernelScalar"/>.
-/// Both accumulate the same per-element FMA chain as the AVX-512 path and share <see cref="StoreTile"/>.
+/// Other paths: <see cref="Kernel6x16Avx2"/> (AVX2+FMA, 6×16 in 12 ymm accumulators), <see cref="Kernel6x16Vector128"/>
+/// (SSE/NEON, two 6×8 halves) and <see cref="KernelScalar"/>. All accumulate the same per-element multiply-add
+/// chain as the AVX-512 path (fused wherever the hardware fuses) and share <see cref="StoreTile"/>, so on every
+/// machine with FMA the paths agree bit for bit.
 /// </para>
 /// <para>
 /// Update: t = acc (·alpha unless alpha = 1); C = t if beta = 0 (C is not read: it may hold NaNs),

@@ -19,13 +19,16 @@ namespace BnDist.Core.Backends.Cpu;
 ///     for ic in m, step MC                pack op(A)[ic.., pc..] → Ap: mc×kc in MR-tall panels
 ///       for ir in mc, step MR             one A micro-panel (kc×MR ≤ 8 KiB) stays in L1 …
 ///         for jr in nc, step NR           … while the B micro-panels stream from L2
-///           micro-kernel: C[MR×NR] (+)= Ap[ir]·Bp[jr]     (24 zmm accumulators)
+///           micro-kernel: C[MR×NR] (+)= Ap[ir]·Bp[jr]     (24 zmm / 12 ymm accumulators)
 /// </code>
 /// <para>
-/// MR×NR = 8×48: 8 rows × 3 Vector512 = 24 accumulators, plus 3 B vectors and a broadcast = 28 of the 32
-/// zmm registers. Per k step it issues 3 loads + 8 broadcasts for 24 FMAs, enough to keep the FMA pipes busy
-/// (Zen 4 retires one 512-bit FMA per cycle at 4 cycles latency). MR = 8 divides every channel count of the
-/// model, so the conv GEMMs (m = Cout or Cin) have no row tail.
+/// Tiles per instruction set (<see cref="CpuDispatch"/>; MR, NR, MC, NC are JIT-time constants of the path).
+/// AVX-512: MR×NR = 8×48, 8 rows × 3 Vector512 = 24 accumulators, plus 3 B vectors and a broadcast = 28 of the
+/// 32 zmm registers; per k step 3 loads + 8 broadcasts for 24 FMAs (Zen 4 retires one 512-bit FMA per cycle at
+/// 4 cycles latency). AVX2 (and the 128-bit and scalar kernels, which share its packing): 6×16, the tile of the
+/// BLIS/OpenBLAS Haswell and Zen kernels — 6 rows × 2 Vector256 = 12 accumulators + 2 B vectors + 1 broadcast =
+/// 15 of the 16 ymm registers; 2 loads + 6 broadcasts per 12 FMAs. The 6-row tile leaves a row tail on the
+/// model's channel counts (32 = 5·6 + 2, 64 = 10·6 + 4), computed on zero-padded A rows and staged.
 /// </para>
 /// <para>
 /// The operands reach the driver as panel sources (<see cref="IPanels"/>): plain matrices
