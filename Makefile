@@ -12,7 +12,7 @@ BNDIST := src/Cli/bin/$(CONFIG)/net10.0/bndist
 WORKERS ?= 2
 RUN_ARGS ?= --model convnet --epochs 4 --batch-size 128 --lr 0.05 --lr-schedule cosine --momentum 0.9 --weight-decay 5e-4
 
-.PHONY: all build run test bench bench-kernels bench-step bench-collectives bench-accuracy bench-gpu clean
+.PHONY: all build run test test-cpu-paths bench bench-kernels bench-step bench-collectives bench-accuracy bench-gpu clean
 
 all: build
 
@@ -22,8 +22,27 @@ build:
 run: build
 	$(BNDIST) launch --workers $(WORKERS) $(RUN_ARGS)
 
+# After the whole suite (widest instruction set), the CPU kernel tests run again on each narrower
+# path the runtime can be switched to: AVX2+FMA, 128-bit vectors, scalar (src/Core/Backends/Cpu/CpuIsa.cs;
+# CpuDispatchTests checks each run really took its path). About 10 s each. .NET 10 reads
+# DOTNET_EnableAVX512 (it ignores the older DOTNET_EnableAVX512F); both are set, for either runtime.
+CPU_PATH_FILTER := FullyQualifiedName~Backends.Cpu|FullyQualifiedName~Layers
+CPU_PATH_SWITCHES := DOTNET_EnableAVX512=0,DOTNET_EnableAVX512F=0 DOTNET_EnableAVX2=0 DOTNET_EnableHWIntrinsic=0
+
 test:
 	dotnet test BnDist.sln -c $(CONFIG) --logger "console;verbosity=normal"
+	@for switch in $(CPU_PATH_SWITCHES); do \
+		echo "== CPU kernel tests with $$switch"; \
+		env $${switch//,/ } dotnet test tests/Core.Tests -c $(CONFIG) --no-build --filter "$(CPU_PATH_FILTER)" || exit 1; \
+	done
+
+# The CPU kernel tests alone, on every instruction-set path (no other test project).
+test-cpu-paths:
+	dotnet build tests/Core.Tests -c $(CONFIG)
+	@for switch in "" $(CPU_PATH_SWITCHES); do \
+		echo "== CPU kernel tests $${switch:-with every instruction set}"; \
+		env $${switch//,/ } dotnet test tests/Core.Tests -c $(CONFIG) --no-build --filter "$(CPU_PATH_FILTER)" || exit 1; \
+	done
 
 bench: bench-kernels bench-step bench-collectives
 

@@ -1,13 +1,22 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Runtime.InteropServices;
 using BnDist.Core.Backends;
 using BnDist.Core.Backends.Cpu;
 
 // Median-of-N GFLOP/s for the CPU kernels on the model's shapes. Run in Release:
-//   dotnet run -c Release --project bench/Kernels [-- reps-multiplier]
+//   dotnet run -c Release --project bench/Kernels [-- reps-multiplier [section]]
+// section: sgemm, conv or linear runs only that part (between two calibrations). Another instruction-set
+// path: DOTNET_EnableAVX512=0 (AVX2), DOTNET_EnableAVX2=0 (128-bit), DOTNET_EnableHWIntrinsic=0 (scalar).
 // Every figure is 2·(multiply-adds) / median wall time of one call, after warm-up calls.
 double scale = args.Length > 0 ? double.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 1;
-Console.WriteLine($"{Environment.ProcessorCount} logical CPUs, AVX-512: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
+string section = args.Length > 1 ? args[1] : "";
+if (BestOf)
+    Console.WriteLine("BNDIST_BENCH_BEST=1: every figure from the fastest repetition, not the median (for a machine shared with other jobs)");
+bool Section(string name) => section.Length == 0 || section == name;
+Console.WriteLine($"{Environment.ProcessorCount} logical CPUs, kernels: {CpuDispatch.Describe()}");
 using var pool1 = new CpuThreadPool(1);
 using var pool2 = new CpuThreadPool(2);
 CpuThreadPool[] pools = [pool1, pool2];
@@ -17,7 +26,7 @@ CpuThreadPool[] pools = [pool1, pool2];
 ReportPeak("FMA peak (register-only loop)");
 Report("pool.For(2, empty) round trip", Median(() => pool2.For(2, static _ => { }), Reps(2000)) * 1e6, "µs");
 
-foreach (int s in new[] { 256, 512, 1024 })
+foreach (int s in Section("sgemm") ? new[] { 256, 512, 1024 } : [])
 {
     var (a, b, c) = (Rand(s * s), Rand(s * s), Rand(s * s));
     foreach (var pool in pools)
@@ -28,7 +37,7 @@ foreach (int s in new[] { 256, 512, 1024 })
 }
 
 // The model's per-sample GEMMs for conv2 (serial: the conv runs one sample per thread).
-foreach (var (ta, tb, m, n, k, what) in new[] { (false, false, 64, 196, 288, "conv2 fwd  W·col"), (false, true, 64, 288, 196, "conv2 dW   dy·colᵀ"), (true, false, 288, 196, 64, "conv2 dcol Wᵀ·dy") })
+foreach (var (ta, tb, m, n, k, what) in !Section("sgemm") ? [] : new[] { (false, false, 64, 196, 288, "conv2 fwd  W·col"), (false, true, 64, 288, 196, "conv2 dW   dy·colᵀ"), (true, false, 288, 196, 64, "conv2 dcol Wᵀ·dy") })
 {
     var (a, b, c) = (Rand(m * k), Rand(k * n), Rand(m * n));
     double t = Median(() => SerialGemm(ta, tb, m, n, k, a, b, c), Reps(301));
@@ -38,7 +47,7 @@ foreach (var (ta, tb, m, n, k, what) in new[] { (false, false, 64, 196, 288, "co
 using var ws = new CpuConvWorkspace();
 var conv1 = new ConvGeometry(128, 1, 28, 28, 32, 3, 3, 1, 1);
 var conv2 = new ConvGeometry(128, 32, 14, 14, 64, 3, 3, 1, 1);
-foreach (var (g, name, withDx) in new[] { (conv1, "conv1 1→32 28×28", false), (conv2, "conv2 32→64 14×14", true) })
+foreach (var (g, name, withDx) in !Section("conv") ? [] : new[] { (conv1, "conv1 1→32 28×28", false), (conv2, "conv2 32→64 14×14", true) })
 {
     var x = Rand((long)g.N * g.InChannels * g.Height * g.Width);
     var w = Rand((long)g.OutChannels * g.PatchSize);
@@ -55,6 +64,7 @@ foreach (var (g, name, withDx) in new[] { (conv1, "conv1 1→32 28×28", false),
     }
 }
 
+if (Section("linear"))
 {
     const int n = 128, fin = 3136, fout = 128;
     var (x, w, bias, y) = (Rand(n * fin), Rand(fout * fin), Rand(fout), Rand(n * fout));
@@ -72,10 +82,10 @@ ReportPeak("FMA peak again (end of run)");
 
 void ReportPeak(string what)
 {
-    const long iters = 5_000_000;
-    double flops = iters * 12 * 16 * 2.0;
-    double t1 = Median(() => Peak.Run(iters), 5);
-    double t2 = Median(() => pool2.For(2, static _ => Peak.Run(iters)), 5);
+    long iters = CpuDispatch.Current == CpuIsa.Scalar ? 4_000_000 : 1_000_000; // ≈1–2 ms: short enough to fit between preemptions
+    double flops = iters * Peak.FlopsPerIteration;
+    double t1 = Median(() => Peak.Run(iters), 21);
+    double t2 = Median(() => pool2.For(2, _ => Peak.Run(iters)), 21);
     Console.WriteLine($"{what,-58} {flops / t1 / 1e9,8:F1} GFLOP/s on 1 thread, {2 * flops / t2 / 1e9:F1} on 2");
 }
 
@@ -117,7 +127,7 @@ static double Median(Action run, int reps)
         times[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
     Array.Sort(times);
-    return times[reps / 2];
+    return BestOf ? times[0] : times[reps / 2];
 }
 
 static Buf Rand(long count)
@@ -138,27 +148,95 @@ internal sealed unsafe class Buf(long count)
     public readonly float* P = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
 }
 
-/// <summary>Twelve independent 512-bit FMA chains: the machine's FMA throughput, free of memory effects.</summary>
+/// <summary>
+/// Twelve independent FMA chains of the widest vectors the kernels use on this machine (CpuDispatch.Current):
+/// the FMA throughput of that instruction set, free of memory effects. Zen 3 (AVX2): 2 pipes × 8 floats × 2 FLOP
+/// = 32 FLOP/cycle; Zen 4 (AVX-512, double-pumped): 2 × 16 × 2 / 2 = 32 as well.
+/// </summary>
 internal static class Peak
 {
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static float Run(long iters)
+    /// <summary>FLOP per iteration of <see cref="Run"/>: 12 chains × lanes × 2.</summary>
+    public static double FlopsPerIteration => 12 * 2.0 * CpuDispatch.Current switch
     {
-        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
-            return 0f;
-        var a = System.Runtime.Intrinsics.Vector512.Create(1.0001f);
-        var b = System.Runtime.Intrinsics.Vector512.Create(0.9999f);
-        System.Runtime.Intrinsics.Vector512<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
+        CpuIsa.Avx512 => 16,
+        CpuIsa.Avx2 => 8,
+        CpuIsa.Vector128 => 4,
+        _ => 1,
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Run(long iters) => CpuDispatch.Current switch
+    {
+        CpuIsa.Avx512 => Run512(iters),
+        CpuIsa.Avx2 => Run256(iters),
+        CpuIsa.Vector128 => Run128(iters),
+        _ => RunScalar(iters),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Run512(long iters)
+    {
+        var a = Vector512.Create(1.0001f);
+        var b = Vector512.Create(0.9999f);
+        Vector512<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
         for (long i = 0; i < iters; i++)
         {
-            c0 = Fma(c0, b, a); c1 = Fma(c1, b, a); c2 = Fma(c2, b, a); c3 = Fma(c3, b, a);
-            c4 = Fma(c4, b, a); c5 = Fma(c5, b, a); c6 = Fma(c6, b, a); c7 = Fma(c7, b, a);
-            c8 = Fma(c8, b, a); c9 = Fma(c9, b, a); c10 = Fma(c10, b, a); c11 = Fma(c11, b, a);
+            c0 = Avx512F.FusedMultiplyAdd(c0, b, a); c1 = Avx512F.FusedMultiplyAdd(c1, b, a); c2 = Avx512F.FusedMultiplyAdd(c2, b, a);
+            c3 = Avx512F.FusedMultiplyAdd(c3, b, a); c4 = Avx512F.FusedMultiplyAdd(c4, b, a); c5 = Avx512F.FusedMultiplyAdd(c5, b, a);
+            c6 = Avx512F.FusedMultiplyAdd(c6, b, a); c7 = Avx512F.FusedMultiplyAdd(c7, b, a); c8 = Avx512F.FusedMultiplyAdd(c8, b, a);
+            c9 = Avx512F.FusedMultiplyAdd(c9, b, a); c10 = Avx512F.FusedMultiplyAdd(c10, b, a); c11 = Avx512F.FusedMultiplyAdd(c11, b, a);
         }
-        return System.Runtime.Intrinsics.Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+        return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
     }
 
-    private static System.Runtime.Intrinsics.Vector512<float> Fma(System.Runtime.Intrinsics.Vector512<float> x,
-        System.Runtime.Intrinsics.Vector512<float> y, System.Runtime.Intrinsics.Vector512<float> z) =>
-        System.Runtime.Intrinsics.X86.Avx512F.FusedMultiplyAdd(x, y, z);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Run256(long iters)
+    {
+        var a = Vector256.Create(1.0001f);
+        var b = Vector256.Create(0.9999f);
+        Vector256<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
+        for (long i = 0; i < iters; i++)
+        {
+            c0 = Fma.MultiplyAdd(c0, b, a); c1 = Fma.MultiplyAdd(c1, b, a); c2 = Fma.MultiplyAdd(c2, b, a);
+            c3 = Fma.MultiplyAdd(c3, b, a); c4 = Fma.MultiplyAdd(c4, b, a); c5 = Fma.MultiplyAdd(c5, b, a);
+            c6 = Fma.MultiplyAdd(c6, b, a); c7 = Fma.MultiplyAdd(c7, b, a); c8 = Fma.MultiplyAdd(c8, b, a);
+            c9 = Fma.MultiplyAdd(c9, b, a); c10 = Fma.MultiplyAdd(c10, b, a); c11 = Fma.MultiplyAdd(c11, b, a);
+        }
+        return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Run128(long iters)
+    {
+        var a = Vector128.Create(1.0001f);
+        var b = Vector128.Create(0.9999f);
+        Vector128<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
+        for (long i = 0; i < iters; i++)
+        {
+            c0 = Vector128.MultiplyAddEstimate(c0, b, a); c1 = Vector128.MultiplyAddEstimate(c1, b, a); c2 = Vector128.MultiplyAddEstimate(c2, b, a);
+            c3 = Vector128.MultiplyAddEstimate(c3, b, a); c4 = Vector128.MultiplyAddEstimate(c4, b, a); c5 = Vector128.MultiplyAddEstimate(c5, b, a);
+            c6 = Vector128.MultiplyAddEstimate(c6, b, a); c7 = Vector128.MultiplyAddEstimate(c7, b, a); c8 = Vector128.MultiplyAddEstimate(c8, b, a);
+            c9 = Vector128.MultiplyAddEstimate(c9, b, a); c10 = Vector128.MultiplyAddEstimate(c10, b, a); c11 = Vector128.MultiplyAddEstimate(c11, b, a);
+        }
+        return Vector128.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float RunScalar(long iters)
+    {
+        float a = 1.0001f, b = 0.9999f;
+        float c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
+        for (long i = 0; i < iters; i++)
+        {
+            c0 = c0 * b + a; c1 = c1 * b + a; c2 = c2 * b + a; c3 = c3 * b + a; c4 = c4 * b + a; c5 = c5 * b + a;
+            c6 = c6 * b + a; c7 = c7 * b + a; c8 = c8 * b + a; c9 = c9 * b + a; c10 = c10 * b + a; c11 = c11 * b + a;
+        }
+        return c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;
+    }
+}
+
+/// <summary>BNDIST_BENCH_BEST=1: report the fastest repetition — what the kernel does when it has the core to itself.</summary>
+partial class Program
+{
+    internal static readonly bool BestOf = Environment.GetEnvironmentVariable("BNDIST_BENCH_BEST") == "1";
 }

@@ -1,5 +1,5 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 
 namespace BnDist.Core.Backends.Cpu;
 
@@ -249,32 +249,15 @@ internal static unsafe class CpuConv
     }
 
     /// <summary>dst[i] += src[i].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Add(float* dst, float* src, long count)
     {
-        long i = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; i + 16 <= count; i += 16)
-                (Vector512.Load(dst + i) + Vector512.Load(src + i)).Store(dst + i);
-        for (; i < count; i++)
-            dst[i] += src[i];
+        for (long i = 0; i < count; i += int.MaxValue)
+        {
+            int n = (int)Math.Min(int.MaxValue, count - i);
+            TensorPrimitives.Add(new ReadOnlySpan<float>(dst + i, n), new ReadOnlySpan<float>(src + i, n), new Span<float>(dst + i, n));
+        }
     }
 
-    /// <summary>Σ p[i] in a fixed order (16 lane sums, then the lanes, then the tail).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float Sum(float* p, int count)
-    {
-        int i = 0;
-        float s = 0f;
-        if (Vector512.IsHardwareAccelerated && count >= 16)
-        {
-            var acc = Vector512<float>.Zero;
-            for (; i + 16 <= count; i += 16)
-                acc += Vector512.Load(p + i);
-            s = Vector512.Sum(acc);
-        }
-        for (; i < count; i++)
-            s += p[i];
-        return s;
-    }
+    /// <summary>Σ p[i] in a fixed order, the same on every instruction set (<see cref="CpuRowKernels.Sum"/>).</summary>
+    internal static float Sum(float* p, int count) => CpuRowKernels.Sum(p, count);
 }

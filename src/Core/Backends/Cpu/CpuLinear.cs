@@ -1,5 +1,5 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 
 namespace BnDist.Core.Backends.Cpu;
 
@@ -55,13 +55,8 @@ internal static unsafe class CpuLinear
         new Span<float>(sum, cols).Clear();
         for (int i = 0; i < rows; i++)
         {
-            float* row = m + (long)i * cols;
-            int j = 0;
-            if (Vector512.IsHardwareAccelerated)
-                for (; j + 16 <= cols; j += 16)
-                    (Vector512.Load(sum + j) + Vector512.Load(row + j)).Store(sum + j);
-            for (; j < cols; j++)
-                sum[j] += row[j];
+            var total = new Span<float>(sum, cols);
+            TensorPrimitives.Add(total, new ReadOnlySpan<float>(m + (long)i * cols, cols), total);
         }
     }
 }

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -26,7 +27,8 @@ namespace BnDist.Core.Backends.Cpu;
 /// <see cref="Patches"/> applies the same idea directly inside the GEMM's B packing.</item>
 /// <item>Stride 1 otherwise: per (row, oh) the valid ow form one interval (<see cref="ValidRange"/>), a
 /// contiguous slice of an input row, moved 16 lanes at a time.</item>
-/// <item>Other strides, or no AVX-512: a scalar gather.</item>
+/// <item>Without AVX-512, stride 1: each (row, oh) is a span copy of the valid slice (fold: a TensorPrimitives add).</item>
+/// <item>Other strides: a scalar gather.</item>
 /// </list>
 /// </remarks>
 internal static unsafe class Im2Col
@@ -68,6 +70,12 @@ internal static unsafe class Im2Col
                         else
                             Avx512F.MaskStore(col + o, Vector512.LessThan(lane, Vector512.Create(ow)).AsSingle(), v);
                     }
+                }
+                else if (s == 1) // the valid columns are one contiguous slice of the input row
+                {
+                    new Span<float>(col, lo).Clear();
+                    new ReadOnlySpan<float>(src + lo, hi - lo).CopyTo(new Span<float>(col + lo, hi - lo));
+                    new Span<float>(col + hi, ow - hi).Clear();
                 }
                 else
                 {
@@ -116,6 +124,11 @@ internal static unsafe class Im2Col
                                 + Avx512F.MaskLoad(col + o, valid, Vector512<float>.Zero);
                         Avx512F.MaskStore(dst + o, valid, sum);
                     }
+                }
+                else if (s == 1)
+                {
+                    var row = new Span<float>(dst + lo, hi - lo);
+                    TensorPrimitives.Add(row, new ReadOnlySpan<float>(col + lo, hi - lo), row);
                 }
                 else
                 {

@@ -30,7 +30,17 @@ internal static unsafe partial class Sgemm
     internal static void MultiplyABt(int m, int n, int k, float* a, int lda, float* b, int ldb, float beta,
         float* c, int ldc, int cs)
     {
-        if (!Avx512F.IsSupported || !Vector512.IsHardwareAccelerated)
+        if (CpuDispatch.IsAvx2)
+        {
+            MultiplyABt256(m, n, k, a, lda, b, ldb, beta, c, ldc, cs);
+            return;
+        }
+        if (CpuDispatch.IsVector128)
+        {
+            MultiplyABt128(m, n, k, a, lda, b, ldb, beta, c, ldc, cs);
+            return;
+        }
+        if (!CpuDispatch.IsAvx512)
         {
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++)
@@ -95,6 +105,101 @@ internal static unsafe partial class Sgemm
                         Store(c + (long)(i0 + i) * ldc + (long)(j0 + j) * cs, sums[i * 8 + j], beta);
             }
         }
+    }
+
+    /// <summary>
+    /// <see cref="MultiplyABt"/> on AVX2: tiles of 2 rows of A × 4 rows of B = 8 Vector256 accumulators (+ 2 A and
+    /// 1 B vector: 11 of 16 ymm), 8 lanes of k at a time; the last k % 8 products are added after the lanes
+    /// are summed. Edge tiles alias their missing rows to the tile's first and drop those results.
+    /// </summary>
+    [SkipLocalsInit]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MultiplyABt256(int m, int n, int k, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int cs)
+    {
+        int full = k / 8 * 8;
+        for (int i0 = 0; i0 < m; i0 += 2)
+        {
+            int mr = Math.Min(2, m - i0);
+            float* a0 = a + (long)i0 * lda, a1 = mr > 1 ? a0 + lda : a0;
+            for (int j0 = 0; j0 < n; j0 += 4)
+            {
+                int nr = Math.Min(4, n - j0);
+                float* b0 = b + (long)j0 * ldb;
+                float* b1 = nr > 1 ? b0 + ldb : b0, b2 = nr > 2 ? b0 + 2L * ldb : b0, b3 = nr > 3 ? b0 + 3L * ldb : b0;
+                Vector256<float> s00 = default, s01 = default, s02 = default, s03 = default;
+                Vector256<float> s10 = default, s11 = default, s12 = default, s13 = default;
+                for (int p = 0; p < full; p += 8)
+                {
+                    var x0 = Avx.LoadVector256(a0 + p);
+                    var x1 = Avx.LoadVector256(a1 + p);
+                    var y = Avx.LoadVector256(b0 + p);
+                    s00 = Fma.MultiplyAdd(x0, y, s00); s10 = Fma.MultiplyAdd(x1, y, s10);
+                    y = Avx.LoadVector256(b1 + p);
+                    s01 = Fma.MultiplyAdd(x0, y, s01); s11 = Fma.MultiplyAdd(x1, y, s11);
+                    y = Avx.LoadVector256(b2 + p);
+                    s02 = Fma.MultiplyAdd(x0, y, s02); s12 = Fma.MultiplyAdd(x1, y, s12);
+                    y = Avx.LoadVector256(b3 + p);
+                    s03 = Fma.MultiplyAdd(x0, y, s03); s13 = Fma.MultiplyAdd(x1, y, s13);
+                }
+                StoreDots(c, ldc, cs, i0, j0, mr, nr, beta, k, full, a0, a1, b0, b1, b2, b3,
+                    Vector256.Sum(s00), Vector256.Sum(s01), Vector256.Sum(s02), Vector256.Sum(s03),
+                    Vector256.Sum(s10), Vector256.Sum(s11), Vector256.Sum(s12), Vector256.Sum(s13));
+            }
+        }
+    }
+
+    /// <summary><see cref="MultiplyABt256"/> with 128-bit vectors (SSE, NEON): 4 lanes of k at a time.</summary>
+    [SkipLocalsInit]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MultiplyABt128(int m, int n, int k, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int cs)
+    {
+        int full = k / 4 * 4;
+        for (int i0 = 0; i0 < m; i0 += 2)
+        {
+            int mr = Math.Min(2, m - i0);
+            float* a0 = a + (long)i0 * lda, a1 = mr > 1 ? a0 + lda : a0;
+            for (int j0 = 0; j0 < n; j0 += 4)
+            {
+                int nr = Math.Min(4, n - j0);
+                float* b0 = b + (long)j0 * ldb;
+                float* b1 = nr > 1 ? b0 + ldb : b0, b2 = nr > 2 ? b0 + 2L * ldb : b0, b3 = nr > 3 ? b0 + 3L * ldb : b0;
+                Vector128<float> s00 = default, s01 = default, s02 = default, s03 = default;
+                Vector128<float> s10 = default, s11 = default, s12 = default, s13 = default;
+                for (int p = 0; p < full; p += 4)
+                {
+                    var x0 = Vector128.Load(a0 + p);
+                    var x1 = Vector128.Load(a1 + p);
+                    var y = Vector128.Load(b0 + p);
+                    s00 = Vector128.MultiplyAddEstimate(x0, y, s00); s10 = Vector128.MultiplyAddEstimate(x1, y, s10);
+                    y = Vector128.Load(b1 + p);
+                    s01 = Vector128.MultiplyAddEstimate(x0, y, s01); s11 = Vector128.MultiplyAddEstimate(x1, y, s11);
+                    y = Vector128.Load(b2 + p);
+                    s02 = Vector128.MultiplyAddEstimate(x0, y, s02); s12 = Vector128.MultiplyAddEstimate(x1, y, s12);
+                    y = Vector128.Load(b3 + p);
+                    s03 = Vector128.MultiplyAddEstimate(x0, y, s03); s13 = Vector128.MultiplyAddEstimate(x1, y, s13);
+                }
+                StoreDots(c, ldc, cs, i0, j0, mr, nr, beta, k, full, a0, a1, b0, b1, b2, b3,
+                    Vector128.Sum(s00), Vector128.Sum(s01), Vector128.Sum(s02), Vector128.Sum(s03),
+                    Vector128.Sum(s10), Vector128.Sum(s11), Vector128.Sum(s12), Vector128.Sum(s13));
+            }
+        }
+    }
+
+    /// <summary>Adds the products of k in [full, k) to the 2×4 lane sums and stores the tile's valid part.</summary>
+    [SkipLocalsInit]
+    private static void StoreDots(float* c, int ldc, int cs, int i0, int j0, int mr, int nr, float beta, int k, int full,
+        float* a0, float* a1, float* b0, float* b1, float* b2, float* b3,
+        float s00, float s01, float s02, float s03, float s10, float s11, float s12, float s13)
+    {
+        for (int p = full; p < k; p++)
+        {
+            s00 = MulAdd(a0[p], b0[p], s00); s01 = MulAdd(a0[p], b1[p], s01); s02 = MulAdd(a0[p], b2[p], s02); s03 = MulAdd(a0[p], b3[p], s03);
+            s10 = MulAdd(a1[p], b0[p], s10); s11 = MulAdd(a1[p], b1[p], s11); s12 = MulAdd(a1[p], b2[p], s12); s13 = MulAdd(a1[p], b3[p], s13);
+        }
+        float* sums = stackalloc float[8] { s00, s01, s02, s03, s10, s11, s12, s13 };
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                Store(c + (long)(i0 + i) * ldc + (long)(j0 + j) * cs, sums[i * 4 + j], beta);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

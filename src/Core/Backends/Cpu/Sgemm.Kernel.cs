@@ -17,8 +17,10 @@ namespace BnDist.Core.Backends.Cpu;
 /// accumulators folded away — the 16- and 32-wide variants serve the last panel of each row of tiles.
 /// </para>
 /// <para>
-/// Fallbacks: <see cref="Kernel256"/> (AVX2+FMA: 4 rows × 2 Vector256 at a time) and <see cref="KernelScalar"/>.
-/// Both accumulate the same per-element FMA chain as the AVX-512 path and share <see cref="StoreTile"/>.
+/// Other paths: <see cref="Kernel6x16Avx2"/> (AVX2+FMA, 6×16 in 12 ymm accumulators), <see cref="Kernel6x16Vector128"/>
+/// (SSE/NEON, two 6×8 halves) and <see cref="KernelScalar"/>. All accumulate the same per-element multiply-add
+/// chain as the AVX-512 path (fused wherever the hardware fuses) and share <see cref="StoreTile"/>, so on every
+/// machine with FMA the paths agree bit for bit.
 /// </para>
 /// <para>
 /// Update: t = acc (·alpha unless alpha = 1); C = t if beta = 0 (C is not read: it may hold NaNs),
@@ -36,7 +38,7 @@ internal static unsafe partial class Sgemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MicroKernel(int kc, float* ap, float* bp, float* c, int ldc, int mr, int nr, float alpha, float beta)
     {
-        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+        if (CpuDispatch.IsAvx512)
         {
             int width = PanelWidth(nr);
             if (width == 48)
@@ -46,8 +48,10 @@ internal static unsafe partial class Sgemm
             else
                 Kernel512<One>(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
         }
-        else if (Vector256.IsHardwareAccelerated && Fma.IsSupported)
-            Kernel256(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
+        else if (CpuDispatch.IsAvx2)
+            Kernel6x16Avx2(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
+        else if (CpuDispatch.IsVector128)
+            Kernel6x16Vector128(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
         else
             KernelScalar(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
     }
@@ -63,7 +67,7 @@ internal static unsafe partial class Sgemm
         Vector512<float> c40 = default, c41 = default, c42 = default, c50 = default, c51 = default, c52 = default;
         Vector512<float> c60 = default, c61 = default, c62 = default, c70 = default, c71 = default, c72 = default;
         Vector512<float> b1 = default, b2 = default;
-        for (int p = 0; p < kc; p++, ap += MR, bp += width)
+        for (int p = 0; p < kc; p++, ap += 8, bp += width)
         {
             var b0 = Vector512.Load(bp);
             if (TV.Count > 1) b1 = Vector512.Load(bp + 16);
@@ -103,8 +107,8 @@ internal static unsafe partial class Sgemm
         }
 
         // Full tile: update C straight from the registers; edge tile: stage through the stack.
-        float* tile = stackalloc float[MR * NR];
-        bool full = mr == MR && nr == width;
+        float* tile = stackalloc float[8 * 48];
+        bool full = mr == 8 && nr == width;
         float* dst = full ? c : tile;
         int ld = full ? ldc : width;
         var alphaV = Vector512.Create(alpha);
@@ -158,56 +162,149 @@ internal static unsafe partial class Sgemm
         }
     }
 
-    /// <summary>AVX2 fallback: the 8×width tile in 4-row × 16-column pieces (8 ymm accumulators each).</summary>
+    /// <summary>
+    /// AVX2+FMA: the 6×16 tile of the BLIS/OpenBLAS Haswell and Zen kernels — 6 rows × 2 Vector256 = 12
+    /// accumulators, plus 2 B vectors and 1 broadcast A value: 15 of the 16 ymm registers. Per k step 2 loads and
+    /// 6 broadcasts feed 12 FMAs (two FMA pipes: 6 cycles per step at 4-cycle latency, 12 independent chains
+    /// cover 2 pipes × 4 cycles + 4). The k loop is unrolled by 2.
+    /// </summary>
     [SkipLocalsInit]
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256(int kc, float* ap, float* bp, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    private static void Kernel6x16Avx2(int kc, float* ap, float* bp, float* c, int ldc, int mr, int nr, float alpha, float beta)
     {
-        int width = PanelWidth(nr);
-        float* tile = stackalloc float[MR * NR];
-        for (int i0 = 0; i0 < MR; i0 += 4)
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        int p = 0;
+        for (; p + 2 <= kc; p += 2, ap += 12, bp += 32)
         {
-            for (int j0 = 0; j0 < width; j0 += 16)
-            {
-                Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
-                Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
-                float* a = ap + i0;
-                float* b = bp + j0;
-                for (int p = 0; p < kc; p++, a += MR, b += width)
-                {
-                    var b0 = Vector256.Load(b);
-                    var b1 = Vector256.Load(b + 8);
-                    var s = Vector256.Create(a[0]);
-                    c00 = Fma.MultiplyAdd(s, b0, c00);
-                    c01 = Fma.MultiplyAdd(s, b1, c01);
-                    s = Vector256.Create(a[1]);
-                    c10 = Fma.MultiplyAdd(s, b0, c10);
-                    c11 = Fma.MultiplyAdd(s, b1, c11);
-                    s = Vector256.Create(a[2]);
-                    c20 = Fma.MultiplyAdd(s, b0, c20);
-                    c21 = Fma.MultiplyAdd(s, b1, c21);
-                    s = Vector256.Create(a[3]);
-                    c30 = Fma.MultiplyAdd(s, b0, c30);
-                    c31 = Fma.MultiplyAdd(s, b1, c31);
-                }
-                float* t = tile + i0 * width + j0;
-                c00.Store(t); c01.Store(t + 8); t += width;
-                c10.Store(t); c11.Store(t + 8); t += width;
-                c20.Store(t); c21.Store(t + 8); t += width;
-                c30.Store(t); c31.Store(t + 8);
-            }
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var a = Vector256.Create(ap[0]);
+            c00 = Fma.MultiplyAdd(a, b0, c00); c01 = Fma.MultiplyAdd(a, b1, c01);
+            a = Vector256.Create(ap[1]);
+            c10 = Fma.MultiplyAdd(a, b0, c10); c11 = Fma.MultiplyAdd(a, b1, c11);
+            a = Vector256.Create(ap[2]);
+            c20 = Fma.MultiplyAdd(a, b0, c20); c21 = Fma.MultiplyAdd(a, b1, c21);
+            a = Vector256.Create(ap[3]);
+            c30 = Fma.MultiplyAdd(a, b0, c30); c31 = Fma.MultiplyAdd(a, b1, c31);
+            a = Vector256.Create(ap[4]);
+            c40 = Fma.MultiplyAdd(a, b0, c40); c41 = Fma.MultiplyAdd(a, b1, c41);
+            a = Vector256.Create(ap[5]);
+            c50 = Fma.MultiplyAdd(a, b0, c50); c51 = Fma.MultiplyAdd(a, b1, c51);
+
+            b0 = Avx.LoadVector256(bp + 16);
+            b1 = Avx.LoadVector256(bp + 24);
+            a = Vector256.Create(ap[6]);
+            c00 = Fma.MultiplyAdd(a, b0, c00); c01 = Fma.MultiplyAdd(a, b1, c01);
+            a = Vector256.Create(ap[7]);
+            c10 = Fma.MultiplyAdd(a, b0, c10); c11 = Fma.MultiplyAdd(a, b1, c11);
+            a = Vector256.Create(ap[8]);
+            c20 = Fma.MultiplyAdd(a, b0, c20); c21 = Fma.MultiplyAdd(a, b1, c21);
+            a = Vector256.Create(ap[9]);
+            c30 = Fma.MultiplyAdd(a, b0, c30); c31 = Fma.MultiplyAdd(a, b1, c31);
+            a = Vector256.Create(ap[10]);
+            c40 = Fma.MultiplyAdd(a, b0, c40); c41 = Fma.MultiplyAdd(a, b1, c41);
+            a = Vector256.Create(ap[11]);
+            c50 = Fma.MultiplyAdd(a, b0, c50); c51 = Fma.MultiplyAdd(a, b1, c51);
         }
-        StoreTile(tile, width, c, ldc, mr, nr, alpha, beta);
+        if (p < kc)
+        {
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var a = Vector256.Create(ap[0]);
+            c00 = Fma.MultiplyAdd(a, b0, c00); c01 = Fma.MultiplyAdd(a, b1, c01);
+            a = Vector256.Create(ap[1]);
+            c10 = Fma.MultiplyAdd(a, b0, c10); c11 = Fma.MultiplyAdd(a, b1, c11);
+            a = Vector256.Create(ap[2]);
+            c20 = Fma.MultiplyAdd(a, b0, c20); c21 = Fma.MultiplyAdd(a, b1, c21);
+            a = Vector256.Create(ap[3]);
+            c30 = Fma.MultiplyAdd(a, b0, c30); c31 = Fma.MultiplyAdd(a, b1, c31);
+            a = Vector256.Create(ap[4]);
+            c40 = Fma.MultiplyAdd(a, b0, c40); c41 = Fma.MultiplyAdd(a, b1, c41);
+            a = Vector256.Create(ap[5]);
+            c50 = Fma.MultiplyAdd(a, b0, c50); c51 = Fma.MultiplyAdd(a, b1, c51);
+        }
+
+        // Full tile: update C straight from the registers; edge tile: stage through the stack.
+        float* tile = stackalloc float[6 * 16];
+        bool full = mr == 6 && nr == 16;
+        float* dst = full ? c : tile;
+        int ld = full ? ldc : 16;
+        var alphaV = Vector256.Create(alpha);
+        var betaV = Vector256.Create(beta);
+        bool accumulate = full && beta != 0f;
+        bool scale = full && alpha != 1f;
+        Update(dst, c00, alphaV, betaV, scale, accumulate); Update(dst + 8, c01, alphaV, betaV, scale, accumulate); dst += ld;
+        Update(dst, c10, alphaV, betaV, scale, accumulate); Update(dst + 8, c11, alphaV, betaV, scale, accumulate); dst += ld;
+        Update(dst, c20, alphaV, betaV, scale, accumulate); Update(dst + 8, c21, alphaV, betaV, scale, accumulate); dst += ld;
+        Update(dst, c30, alphaV, betaV, scale, accumulate); Update(dst + 8, c31, alphaV, betaV, scale, accumulate); dst += ld;
+        Update(dst, c40, alphaV, betaV, scale, accumulate); Update(dst + 8, c41, alphaV, betaV, scale, accumulate); dst += ld;
+        Update(dst, c50, alphaV, betaV, scale, accumulate); Update(dst + 8, c51, alphaV, betaV, scale, accumulate);
+        if (!full)
+            StoreTile(tile, 16, c, ldc, mr, nr, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Update(float* c, Vector256<float> acc, Vector256<float> alpha, Vector256<float> beta, bool scale, bool accumulate)
+    {
+        if (scale)
+            acc *= alpha;
+        if (accumulate)
+            acc = Fma.MultiplyAdd(beta, Avx.LoadVector256(c), acc);
+        Avx.Store(c, acc);
+    }
+
+    /// <summary>
+    /// 128-bit vectors (SSE, NEON): the 6×16 tile as two 6×8 halves, each 6 rows × 2 Vector128 = 12 accumulators
+    /// + 2 B vectors + 1 broadcast (15 of SSE's 16 xmm; NEON has 32). Multiply-adds are fused where the hardware
+    /// fuses (NEON; SSE without FMA3 rounds twice, as <see cref="MulAdd"/> does in the scalar kernels).
+    /// </summary>
+    [SkipLocalsInit]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x16Vector128(int kc, float* ap, float* bp, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    {
+        float* tile = stackalloc float[6 * 16];
+        for (int j0 = 0; j0 < 16; j0 += 8)
+        {
+            Vector128<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+            Vector128<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+            float* a = ap, b = bp + j0;
+            for (int p = 0; p < kc; p++, a += 6, b += 16)
+            {
+                var b0 = Vector128.Load(b);
+                var b1 = Vector128.Load(b + 4);
+                var s = Vector128.Create(a[0]);
+                c00 = Vector128.MultiplyAddEstimate(s, b0, c00); c01 = Vector128.MultiplyAddEstimate(s, b1, c01);
+                s = Vector128.Create(a[1]);
+                c10 = Vector128.MultiplyAddEstimate(s, b0, c10); c11 = Vector128.MultiplyAddEstimate(s, b1, c11);
+                s = Vector128.Create(a[2]);
+                c20 = Vector128.MultiplyAddEstimate(s, b0, c20); c21 = Vector128.MultiplyAddEstimate(s, b1, c21);
+                s = Vector128.Create(a[3]);
+                c30 = Vector128.MultiplyAddEstimate(s, b0, c30); c31 = Vector128.MultiplyAddEstimate(s, b1, c31);
+                s = Vector128.Create(a[4]);
+                c40 = Vector128.MultiplyAddEstimate(s, b0, c40); c41 = Vector128.MultiplyAddEstimate(s, b1, c41);
+                s = Vector128.Create(a[5]);
+                c50 = Vector128.MultiplyAddEstimate(s, b0, c50); c51 = Vector128.MultiplyAddEstimate(s, b1, c51);
+            }
+            float* t = tile + j0;
+            c00.Store(t); c01.Store(t + 4); t += 16;
+            c10.Store(t); c11.Store(t + 4); t += 16;
+            c20.Store(t); c21.Store(t + 4); t += 16;
+            c30.Store(t); c31.Store(t + 4); t += 16;
+            c40.Store(t); c41.Store(t + 4); t += 16;
+            c50.Store(t); c51.Store(t + 4);
+        }
+        StoreTile(tile, 16, c, ldc, mr, nr, alpha, beta);
     }
 
     /// <summary>Portable fallback: plain loops over the packed panels.</summary>
     [SkipLocalsInit]
     private static void KernelScalar(int kc, float* ap, float* bp, float* c, int ldc, int mr, int nr, float alpha, float beta)
     {
-        int width = PanelWidth(nr);
-        float* tile = stackalloc float[MR * NR];
-        new Span<float>(tile, MR * width).Clear();
-        for (int p = 0; p < kc; p++, ap += MR, bp += width)
+        int width = PanelWidth(nr), rows = MR;
+        float* tile = stackalloc float[8 * 48];
+        new Span<float>(tile, rows * width).Clear();
+        for (int p = 0; p < kc; p++, ap += rows, bp += width)
             for (int i = 0; i < mr; i++)
                 for (int j = 0; j < nr; j++)
                     tile[i * width + j] = MulAdd(ap[i], bp[j], tile[i * width + j]);
@@ -216,5 +313,5 @@ internal static unsafe partial class Sgemm
 
     /// <summary>a·b + c, fused where the hardware fuses (so it matches the vector kernels bit-for-bit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float MulAdd(float a, float b, float c) => Fma.IsSupported ? MathF.FusedMultiplyAdd(a, b, c) : a * b + c;
+    internal static float MulAdd(float a, float b, float c) => CpuDispatch.HasFma ? MathF.FusedMultiplyAdd(a, b, c) : a * b + c;
 }

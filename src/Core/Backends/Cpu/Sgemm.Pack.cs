@@ -130,10 +130,29 @@ internal static unsafe partial class Sgemm
             }
             return;
         }
+        if (count == 16 && width == 16 && Vector256.IsHardwareAccelerated)
+        {
+            for (int p = 0; p < kc; p++, src += stride, dst += 16)
+            {
+                Vector256.Load(src).Store(dst);
+                Vector256.Load(src + 8).Store(dst + 8);
+            }
+            return;
+        }
         if (count == 8 && width == 8 && Vector256.IsHardwareAccelerated)
         {
             for (int p = 0; p < kc; p++, src += stride, dst += 8)
                 Vector256.Load(src).Store(dst);
+            return;
+        }
+        if (count == 6 && width == 6 && Vector128.IsHardwareAccelerated)
+        {
+            for (int p = 0; p < kc; p++, src += stride, dst += 6)
+            {
+                Vector128.Load(src).Store(dst);
+                dst[4] = src[4];
+                dst[5] = src[5];
+            }
             return;
         }
         for (int p = 0; p < kc; p++, src += stride, dst += width)
@@ -164,6 +183,19 @@ internal static unsafe partial class Sgemm
                         dst[p * width + r0 + r] = s[(long)r * stride + p];
             }
         }
+        if (Sse.IsSupported) // 4-row groups as 4×4 transposes (the 6-row A panels of the AVX2 path: 4 + 2)
+        {
+            for (; r0 + 4 <= count; r0 += 4)
+            {
+                float* s = src + (long)r0 * stride;
+                int p = 0;
+                for (; p + 4 <= kc; p += 4)
+                    Transpose4x4(s + p, stride, dst + p * width + r0, width);
+                for (; p < kc; p++)
+                    for (int r = 0; r < 4; r++)
+                        dst[p * width + r0 + r] = s[(long)r * stride + p];
+            }
+        }
         for (int r = r0; r < count; r++)
         {
             float* s = src + (long)r * stride;
@@ -173,6 +205,25 @@ internal static unsafe partial class Sgemm
         for (int r = count; r < width; r++)
             for (int p = 0; p < kc; p++)
                 dst[p * width + r] = 0f;
+    }
+
+    /// <summary>Transposes the 4×4 block at <paramref name="src"/> (rows <paramref name="srcStride"/> apart) into
+    /// <paramref name="dst"/> (rows <paramref name="dstStride"/> apart, 16-byte stores need no alignment).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x4(float* src, int srcStride, float* dst, int dstStride)
+    {
+        var r0 = Sse.LoadVector128(src);
+        var r1 = Sse.LoadVector128(src + srcStride);
+        var r2 = Sse.LoadVector128(src + 2L * srcStride);
+        var r3 = Sse.LoadVector128(src + 3L * srcStride);
+        var t0 = Sse.UnpackLow(r0, r1);   // a0 b0 a1 b1
+        var t1 = Sse.UnpackLow(r2, r3);   // c0 d0 c1 d1
+        var t2 = Sse.UnpackHigh(r0, r1);  // a2 b2 a3 b3
+        var t3 = Sse.UnpackHigh(r2, r3);  // c2 d2 c3 d3
+        Sse.Store(dst, Sse.MoveLowToHigh(t0, t1));
+        Sse.Store(dst + dstStride, Sse.MoveHighToLow(t1, t0));
+        Sse.Store(dst + 2 * dstStride, Sse.MoveLowToHigh(t2, t3));
+        Sse.Store(dst + 3 * dstStride, Sse.MoveHighToLow(t3, t2));
     }
 
     /// <summary>Transposes the 8×8 block at <paramref name="src"/> (rows <paramref name="srcStride"/> apart)

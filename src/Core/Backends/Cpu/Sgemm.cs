@@ -19,13 +19,16 @@ namespace BnDist.Core.Backends.Cpu;
 ///     for ic in m, step MC                pack op(A)[ic.., pc..] → Ap: mc×kc in MR-tall panels
 ///       for ir in mc, step MR             one A micro-panel (kc×MR ≤ 8 KiB) stays in L1 …
 ///         for jr in nc, step NR           … while the B micro-panels stream from L2
-///           micro-kernel: C[MR×NR] (+)= Ap[ir]·Bp[jr]     (24 zmm accumulators)
+///           micro-kernel: C[MR×NR] (+)= Ap[ir]·Bp[jr]     (24 zmm / 12 ymm accumulators)
 /// </code>
 /// <para>
-/// MR×NR = 8×48: 8 rows × 3 Vector512 = 24 accumulators, plus 3 B vectors and a broadcast = 28 of the 32
-/// zmm registers. Per k step it issues 3 loads + 8 broadcasts for 24 FMAs, enough to keep the FMA pipes busy
-/// (Zen 4 retires one 512-bit FMA per cycle at 4 cycles latency). MR = 8 divides every channel count of the
-/// model, so the conv GEMMs (m = Cout or Cin) have no row tail.
+/// Tiles per instruction set (<see cref="CpuDispatch"/>; MR, NR, MC, NC are JIT-time constants of the path).
+/// AVX-512: MR×NR = 8×48, 8 rows × 3 Vector512 = 24 accumulators, plus 3 B vectors and a broadcast = 28 of the
+/// 32 zmm registers; per k step 3 loads + 8 broadcasts for 24 FMAs (Zen 4 retires one 512-bit FMA per cycle at
+/// 4 cycles latency). AVX2 (and the 128-bit and scalar kernels, which share its packing): 6×16, the tile of the
+/// BLIS/OpenBLAS Haswell and Zen kernels — 6 rows × 2 Vector256 = 12 accumulators + 2 B vectors + 1 broadcast =
+/// 15 of the 16 ymm registers; 2 loads + 6 broadcasts per 12 FMAs. The 6-row tile leaves a row tail on the
+/// model's channel counts (32 = 5·6 + 2, 64 = 10·6 + 4), computed on zero-padded A rows and staged.
 /// </para>
 /// <para>
 /// The operands reach the driver as panel sources (<see cref="IPanels"/>): plain matrices
@@ -41,11 +44,19 @@ namespace BnDist.Core.Backends.Cpu;
 /// </remarks>
 internal static unsafe partial class Sgemm
 {
-    internal const int MR = 8;
-    internal const int NR = 48;
+    // The tile and block sizes of this process's path (JIT-time constants, see CpuDispatch). AVX-512: 8×48
+    // (24 zmm accumulators), A blocks of 128×256 and B blocks of 256×480 floats (480 KiB, for a 1 MiB L2).
+    // AVX2, 128-bit and scalar: 6×16 (12 ymm accumulators), A blocks of 120×256 and B blocks of 256×256
+    // (256 KiB: half of Zen 3's 512 KiB L2, leaving room for C and the next A micro-panel).
+    internal static int MR { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 8 : 6; }
+    internal static int NR { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 48 : 16; }
     internal const int KC = 256;
-    internal const int MC = 128;
-    internal const int NC = 480;
+    internal static int MC { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 128 : 120; }
+    internal static int NC { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => CpuDispatch.IsAvx512 ? 480 : NcNarrow; }
+
+    /// <summary>NC of the 6×16 paths; a static field only so the benchmark can sweep it (BNDIST_SGEMM_NC).</summary>
+    internal static readonly int NcNarrow =
+        int.TryParse(Environment.GetEnvironmentVariable("BNDIST_SGEMM_NC"), out int nc) && nc >= 16 ? nc / 16 * 16 : 256;
 
     /// <summary>Below this many multiply-adds the pooled entry point runs serially (waking costs ~µs).</summary>
     private const long ParallelThreshold = 1L << 18;
