@@ -1,5 +1,3 @@
-using BnDist.Core.Checkpoints;
-
 namespace BnDist.Cli.Tests;
 
 /// <summary>
@@ -33,17 +31,11 @@ public sealed class ConfigurationTests : IDisposable
     {
         File.WriteAllText(Path.Combine(_dir, "appsettings.json"),
             """{ "Coordinator": { "Workers": 5, "Training": { "Model": "mlp-paper", "BatchSize": 32 } } }""");
-        string init = Path.Combine(_dir, "init.safetensors");
-        Assert.EndsWith("waiting for 5 workers", Banner(null, "--save-init", init));
-        var config = Checkpoint.ReadInfo(init).Config!;
-        Assert.Equal("mlp-paper", config.Model);
-        Assert.Equal(32, config.BatchSize);
+        Assert.EndsWith("mlp-paper/bn, global batch 32, waiting for 5 workers", Banner(null));
 
         var environment = new Dictionary<string, string> { ["BNDIST__COORDINATOR__WORKERS"] = "6", ["BNDIST__COORDINATOR__TRAINING__BATCHSIZE"] = "64" };
-        Assert.EndsWith("waiting for 6 workers", Banner(environment, "--save-init", init));
-        Assert.Equal(64, Checkpoint.ReadInfo(init).Config!.BatchSize);
-        Assert.EndsWith("waiting for 6 workers", Banner(environment, "--save-init", init, "--batch-size", "16"));
-        Assert.Equal(16, Checkpoint.ReadInfo(init).Config!.BatchSize);
+        Assert.EndsWith("mlp-paper/bn, global batch 64, waiting for 6 workers", Banner(environment));
+        Assert.EndsWith("mlp-paper/bn, global batch 16, waiting for 6 workers", Banner(environment, "--batch-size", "16"));
     }
 
     [Fact]

@@ -31,7 +31,9 @@ public static class CoordinatorCommand
         if (parse.GetValue(setup.Files.SaveInit) is { } saveInit) ClusterSetup.SaveInitialState(saveInit, run);
         ClusterProgress.Attach(run, parse.GetValue(setup.Files.Quiet));
         using var metrics = parse.GetValue(setup.Files.MetricsOut) is { } metricsOut ? ClusterSetup.WriteMetrics(metricsOut, run) : null;
-        System.Console.WriteLine($"bndist coordinator: run {run.RunId} on {settings.Host}:{settings.Port}, waiting for {settings.Workers} workers");
+        var c = settings.Training;
+        System.Console.WriteLine($"bndist coordinator: run {run.RunId} on {settings.Host}:{settings.Port}, {c.Model}/{c.Norm}, " +
+                                 $"global batch {c.BatchSize}, waiting for {settings.Workers} workers");
         app.StartAsync(cancellation).GetAwaiter().GetResult();
         // Interrupted: end the run for every worker at once, with the reason, rather than let
         // the host wait out its shutdown timeout for streams the workers keep open.
