@@ -20,8 +20,15 @@ public sealed record CompletedOperation(OperationHeader Header, double[] Sum, fl
 /// <item>an operation whose first contribution is older than the timeout fails, naming the ranks
 ///   that never sent theirs (the stall inspector).</item>
 /// </list>
-/// Any violation fails the whole run: <see cref="Fail"/> is called once with a reason naming the
+/// Any violation fails the whole run: <c>fail</c> is called once with a reason naming the
 /// rank and the operation. Thread-safe; no gRPC types.
+/// <para>
+/// The callbacks (<c>completed</c>, <c>reduced</c>, <c>fail</c>) never run under the hub's lock:
+/// they are queued under it, in the order the events happened, and run after it is released by
+/// the thread that queued the first of them (the others only queue), so they run one at a time
+/// and in order. That thread may write the answers to the streams itself (the latency path), but
+/// a slow write or a blocked subscriber no longer stops the other ranks' contributions.
+/// </para>
 /// </summary>
 public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<CompletedOperation> completed, Action<string> fail,
     Action<OperationHeader, float[], int, int>? reduced = null)
@@ -36,6 +43,9 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
     private readonly float[]?[] _rankFloats = new float[worldSize][];
     private float[]? _floatSum;
     private string? _failure;
+    // Callbacks due, in the order of the events; run outside the lock by one thread at a time.
+    private readonly Queue<Action> _due = new();
+    private bool _dispatching;
 
     public int WorldSize => worldSize;
 
@@ -58,64 +68,70 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
     /// <summary>A float64 contribution (BN statistics, BN gradient sums, metrics, a commit).</summary>
     public void Contribute(int rank, OperationHeader header, double[] values, StepTiming timing = default)
     {
-        lock (_gate)
-        {
-            if (_failure is not null) return;
-            if (header.Kind == CollectiveKind.Gradients)
-            {
-                Violation($"rank {rank} sent float64 values for {header}, which takes float32 chunks");
-                return;
-            }
-            if (values.Length != header.Length)
-            {
-                Violation($"rank {rank} sent {values.Length} values for {header}");
-                return;
-            }
-            var op = Open(rank, header);
-            if (op is null) return;
-            if (op.Doubles[rank] is not null)
-            {
-                Violation($"rank {rank} contributed twice to {header}");
-                return;
-            }
-            op.Doubles[rank] = values;
-            op.Timings[rank] = timing;
-            Arrived(op, rank);
-        }
+        lock (_gate) Add(rank, header, values, timing);
+        RunDue();
     }
 
     /// <summary>One chunk of a float32 contribution, at <paramref name="offset"/> values.</summary>
     public void ContributeChunk(int rank, OperationHeader header, int offset, ReadOnlySpan<byte> bytes)
     {
-        lock (_gate)
+        lock (_gate) AddChunk(rank, header, offset, bytes);
+        RunDue();
+    }
+
+    private void Add(int rank, OperationHeader header, double[] values, StepTiming timing)
+    {
+        if (_failure is not null) return;
+        if (header.Kind == CollectiveKind.Gradients)
         {
-            if (_failure is not null) return;
-            if (header.Kind != CollectiveKind.Gradients)
-            {
-                Violation($"rank {rank} sent float32 chunks for {header}, which takes float64 values");
-                return;
-            }
-            int count = bytes.Length / sizeof(float);
-            if (header.Length == 0 || count == 0 || bytes.Length % sizeof(float) != 0)
-            {
-                Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
-                          "(chunks are whole float32 values, at least one, of an operation of at least one)");
-                return;
-            }
-            var op = Open(rank, header);
-            if (op is null) return;
-            var buffer = op.Floats[rank] ??= Reuse(ref _rankFloats[rank], header.Length);
-            if (offset != op.Received[rank] || offset + count > header.Length)
-            {
-                Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
-                          $"(expected value {op.Received[rank]} of {header.Length})");
-                return;
-            }
-            System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(buffer.AsSpan(offset, count));
-            op.Received[rank] += count;
-            ReduceReady(op);
-            if (op.Received[rank] == header.Length) Arrived(op, rank);
+            Violation($"rank {rank} sent float64 values for {header}, which takes float32 chunks");
+            return;
         }
+        if (values.Length != header.Length)
+        {
+            Violation($"rank {rank} sent {values.Length} values for {header}");
+            return;
+        }
+        var op = Open(rank, header);
+        if (op is null) return;
+        if (op.Doubles[rank] is not null)
+        {
+            Violation($"rank {rank} contributed twice to {header}");
+            return;
+        }
+        op.Doubles[rank] = values;
+        op.Timings[rank] = timing;
+        Arrived(op, rank);
+    }
+
+    private void AddChunk(int rank, OperationHeader header, int offset, ReadOnlySpan<byte> bytes)
+    {
+        if (_failure is not null) return;
+        if (header.Kind != CollectiveKind.Gradients)
+        {
+            Violation($"rank {rank} sent float32 chunks for {header}, which takes float64 values");
+            return;
+        }
+        int count = bytes.Length / sizeof(float);
+        if (header.Length == 0 || count == 0 || bytes.Length % sizeof(float) != 0)
+        {
+            Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
+                      "(chunks are whole float32 values, at least one, of an operation of at least one)");
+            return;
+        }
+        var op = Open(rank, header);
+        if (op is null) return;
+        var buffer = op.Floats[rank] ??= Reuse(ref _rankFloats[rank], header.Length);
+        if (offset != op.Received[rank] || offset + count > header.Length)
+        {
+            Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
+                      $"(expected value {op.Received[rank]} of {header.Length})");
+            return;
+        }
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(buffer.AsSpan(offset, count));
+        op.Received[rank] += count;
+        ReduceReady(op);
+        if (op.Received[rank] == header.Length) Arrived(op, rank);
     }
 
     /// <summary>Fails the operation whose first contribution is older than the timeout.</summary>
@@ -129,15 +145,17 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
                 if (Stopwatch.GetElapsedTime(op.Opened) <= timeout) continue;
                 var missing = Enumerable.Range(0, worldSize).Where(r => !op.Done[r]);
                 Violation($"{op.Header}: rank(s) {string.Join(", ", missing)} did not contribute within {timeout.TotalSeconds:0.#} s");
-                return;
+                break;
             }
         }
+        RunDue();
     }
 
     /// <summary>Fails the run from outside (a disconnect); later contributions are ignored.</summary>
     public void Fail(string reason)
     {
         lock (_gate) Violation(reason);
+        RunDue();
     }
 
     private Operation? Open(int rank, OperationHeader header)
@@ -169,7 +187,8 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         _nextSequence[rank]++;
         if (++op.Count < worldSize) return;
         _pending.Remove(op.Header.Sequence);
-        completed(Reduce(op));
+        var done = Reduce(op);
+        _due.Enqueue(() => completed(done));
     }
 
     /// <summary>Sums, in rank order, the float32 values every rank has sent and that are not summed yet.</summary>
@@ -184,7 +203,11 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         op.Floats[0]!.AsSpan(from, ready - from).CopyTo(target);
         for (int r = 1; r < worldSize; r++) FloatSums.AddTo(target, op.Floats[r]!.AsSpan(from, ready - from));
         op.ReducedUpTo = ready;
-        reduced?.Invoke(op.Header, sum, from, ready - from);
+        if (reduced is not null)
+        {
+            var header = op.Header;
+            _due.Enqueue(() => reduced(header, sum, from, ready - from));
+        }
     }
 
     private static float[] Reuse(ref float[]? buffer, int length) =>
@@ -219,7 +242,41 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         if (_failure is not null) return;
         _failure = reason;
         _pending.Clear();
-        fail(reason);
+        _due.Enqueue(() => fail(reason));
+    }
+
+    /// <summary>
+    /// Runs the due callbacks, outside the lock, in order; returns at once if another thread is
+    /// already running them (it runs the ones queued meanwhile too).
+    /// </summary>
+    private void RunDue()
+    {
+        lock (_gate)
+        {
+            if (_dispatching || _due.Count == 0) return;
+            _dispatching = true;
+        }
+        while (true)
+        {
+            Action next;
+            lock (_gate)
+            {
+                if (!_due.TryDequeue(out next!))
+                {
+                    _dispatching = false;
+                    return;
+                }
+            }
+            try
+            {
+                next();
+            }
+            catch
+            {
+                lock (_gate) _dispatching = false;
+                throw;
+            }
+        }
     }
 
     private sealed class Operation(OperationHeader header, int world)

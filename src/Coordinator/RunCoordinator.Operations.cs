@@ -25,7 +25,7 @@ public sealed partial class RunCoordinator
         }
     }
 
-    /// <summary>Called by the hub, under its lock, once every rank has contributed.</summary>
+    /// <summary>Called by the hub (after its lock is released, in order) once every rank has contributed.</summary>
     private void Completed(CompletedOperation op)
     {
         lock (_gate)
@@ -45,7 +45,9 @@ public sealed partial class RunCoordinator
             case CollectiveKind.Metrics when h.Layer == Evaluator.EvaluationLayer:
                 _testAccuracy = op.Sum[2] > 0 ? op.Sum[1] / op.Sum[2] : double.NaN;
                 Broadcast(new SumMessage(h, op.Sum));
-                Evaluated?.Invoke(h.Step + 1, op.Sum[2] > 0 ? op.Sum[0] / op.Sum[2] : double.NaN, _testAccuracy);
+                var evaluated = Evaluated;
+                double testLoss = op.Sum[2] > 0 ? op.Sum[0] / op.Sum[2] : double.NaN, testAccuracy = _testAccuracy;
+                if (evaluated is not null) _events.Writer.TryWrite(() => evaluated(h.Step + 1, testLoss, testAccuracy));
                 break;
             default:
                 Broadcast(new SumMessage(h, op.Sum));
@@ -53,7 +55,7 @@ public sealed partial class RunCoordinator
         }
     }
 
-    /// <summary>Called by the hub, under its lock, when a range of a gradient sum is final.</summary>
+    /// <summary>Called by the hub (after its lock is released, in order) when a range of a gradient sum is final.</summary>
     private void ChunkReduced(OperationHeader header, float[] sum, int offset, int count) =>
         Broadcast(new FloatSumMessage(header, sum, offset, count));
 
@@ -88,8 +90,9 @@ public sealed partial class RunCoordinator
         for (int r = 0; r < _outboxes.Length; r++)
             _outboxes[r].Writer.TryWrite(new CommitMessage(h, op.Sum, nextLr, upload && r == 0));
         double n = Math.Max(1, op.Sum[2]);
-        StepCommitted?.Invoke(new StepSummary(h.Step, _totalSteps, (int)(h.Step / _batchesPerEpoch), op.Sum[0] / n, op.Sum[1] / n,
-            _schedule!.At(h.Step), op.Sum[2] / seconds, [.. op.PerRank.Select(m => (int)m[2])], op.Timings, op.WaitSeconds));
+        if (StepCommitted is { } committedHandler)
+            Raise(committedHandler, new StepSummary(h.Step, _totalSteps, (int)(h.Step / _batchesPerEpoch), op.Sum[0] / n, op.Sum[1] / n,
+                _schedule!.At(h.Step), op.Sum[2] / seconds, [.. op.PerRank.Select(m => (int)m[2])], op.Timings, op.WaitSeconds));
     }
 
     private void Broadcast(RankMessage message)

@@ -52,6 +52,11 @@ public sealed partial class RunCoordinator : IDisposable
     private readonly object _gate = new();
     private readonly long _startStep;
     private readonly Timer _deadlines;
+    // Progress events, delivered in order by a thread of their own: a subscriber that blocks
+    // (a full stderr pipe) delays the display, never a collective.
+    private readonly Channel<Action> _events = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Thread _eventThread;
+    private int _over;
     private World? _world;
     private OperationHub? _hub;
     private Channel<RankMessage>[] _outboxes = [];
@@ -82,12 +87,17 @@ public sealed partial class RunCoordinator : IDisposable
         RunId = Guid.NewGuid().ToString("n")[..12];
         _rendezvous = new Rendezvous(settings.Workers, Protos.WireLimits.ProtocolVersion);
         OperationTimeout = TimeSpan.FromSeconds(settings.OperationTimeoutSeconds);
+        _eventThread = new Thread(DeliverEvents) { IsBackground = true, Name = $"run {RunId} events" };
+        _eventThread.Start();
         _deadlines = new Timer(_ =>
         {
             _hub?.CheckDeadlines();
             CheckPrepareDeadline();
         }, null, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200));
     }
+
+    /// <summary>How long a finished run waits for its progress events to be delivered before it reports its outcome.</summary>
+    public static readonly TimeSpan EventDrainLimit = TimeSpan.FromSeconds(5);
 
     public string RunId { get; }
 
@@ -116,10 +126,13 @@ public sealed partial class RunCoordinator : IDisposable
 
     public long LatestCheckpointStep { get; private set; } = -1;
 
+    /// <summary>A step was committed. Raised on the run's event thread, in order, never on a thread that carries a collective.</summary>
     public event Action<StepSummary>? StepCommitted;
 
+    /// <summary>An evaluation ended (step, test loss, test accuracy); raised like <see cref="StepCommitted"/>.</summary>
     public event Action<long, double, double>? Evaluated;
 
+    /// <summary>Every worker has joined; raised like <see cref="StepCommitted"/>.</summary>
     public event Action<World>? WorldComplete;
 
     /// <summary>Waits for the world, then answers with the worker's rank and the run.</summary>
@@ -178,7 +191,7 @@ public sealed partial class RunCoordinator : IDisposable
         _logger.LogInformation("Run {RunId}: {World} workers ({Ranks}); {Steps} steps of global batch {Batch}, {PerEpoch} per epoch",
             RunId, world.Size, string.Join(", ", world.Members.Select((m, r) => $"rank {r} = {m.WorkerId} on {m.Device}")),
             _totalSteps, _settings.Training.BatchSize, _batchesPerEpoch);
-        WorldComplete?.Invoke(world);
+        Raise(WorldComplete, world);
     }
 
     /// <summary>Registers rank's one Collective stream; the reason it is refused, or null.</summary>
@@ -259,7 +272,7 @@ public sealed partial class RunCoordinator : IDisposable
     /// <summary>Fails the run: every rank gets the reason, and <see cref="Outcome"/> completes with it.</summary>
     public void Abort(string reason)
     {
-        if (_outcome.Task.IsCompleted) return;
+        if (Interlocked.Exchange(ref _over, 1) != 0) return;
         _hub?.Fail(reason);
         _logger.LogError("Run {RunId} failed: {Reason}", RunId, reason);
         foreach (var box in _outboxes)
@@ -271,12 +284,44 @@ public sealed partial class RunCoordinator : IDisposable
         _outcome.TrySetResult(new RunOutcome(false, reason, CommittedSteps, _testAccuracy, LatestCheckpoint));
     }
 
+    /// <summary>Every stream ended after the last step: the outcome follows the progress events already raised (within a limit).</summary>
     private void Finish()
     {
+        if (Interlocked.Exchange(ref _over, 1) != 0) return;
         foreach (var box in _outboxes) box.Writer.TryComplete();
         _logger.LogInformation("Run {RunId} finished: {Steps} steps, test accuracy {Accuracy:F4}", RunId, CommittedSteps, _testAccuracy);
-        _outcome.TrySetResult(new RunOutcome(true, null, CommittedSteps, _testAccuracy, LatestCheckpoint));
+        var outcome = new RunOutcome(true, null, CommittedSteps, _testAccuracy, LatestCheckpoint);
+        _events.Writer.TryWrite(() => _outcome.TrySetResult(outcome));
+        _ = Task.Delay(EventDrainLimit).ContinueWith(_ => _outcome.TrySetResult(outcome), TaskScheduler.Default);
     }
 
-    public void Dispose() => _deadlines.Dispose();
+    private void Raise<T>(Action<T>? handler, T argument)
+    {
+        if (handler is not null) _events.Writer.TryWrite(() => handler(argument));
+    }
+
+    private void DeliverEvents()
+    {
+        var reader = _events.Reader;
+        while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        {
+            while (reader.TryRead(out var deliver))
+            {
+                try
+                {
+                    deliver();
+                }
+                catch (Exception e)
+                {
+                    _logger.LogWarning("Run {RunId}: a progress subscriber failed: {Error}", RunId, $"{e.GetType().Name}: {e.Message}");
+                }
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _deadlines.Dispose();
+        _events.Writer.TryComplete();
+    }
 }

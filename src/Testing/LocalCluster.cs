@@ -60,6 +60,9 @@ public sealed record LocalClusterOptions
 
     /// <summary>"ring" (default: gradients summed between the workers) or "hub" (through the coordinator).</summary>
     public string GradientPath { get; init; } = "ring";
+
+    /// <summary>Called with the run before any worker starts: subscribe to its progress events here to see every one.</summary>
+    public Action<RunCoordinator>? Observe { get; init; }
 }
 
 /// <summary>What every process of a finished run ended with.</summary>
@@ -128,6 +131,7 @@ public sealed class LocalCluster : IAsyncDisposable
         var cluster = new LocalCluster(host, address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal), host.Services.GetRequiredService<RunCoordinator>());
         var joined = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         cluster.Run.WorldComplete += _ => joined.TrySetResult();
+        options.Observe?.Invoke(cluster.Run);
         for (int rank = 0; rank < workers; rank++)
         {
             var ws = new WorkerSettings
