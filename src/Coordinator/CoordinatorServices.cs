@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -14,14 +15,18 @@ public static class CoordinatorServices
 {
     /// <summary>
     /// Registers the run (one <see cref="RunCoordinator"/>), gRPC with the token interceptor,
-    /// grpc.health.v1, and Kestrel on settings.Host:settings.Port speaking HTTP/2 without TLS.
+    /// grpc.health.v1 backed by the run's state (<see cref="RunHealthCheck"/>), and Kestrel on
+    /// settings.Host:settings.Port speaking HTTP/2 without TLS.
     /// </summary>
-    public static WebApplicationBuilder AddCoordinatorServices(this WebApplicationBuilder builder, CoordinatorSettings settings)
+    /// <param name="builder">The host to add them to.</param>
+    /// <param name="settings">The run.</param>
+    /// <param name="stopWhenRunEnds">Stop the host once the run has ended (as a coordinator process does); false keeps it serving, e.g. for a test to query it.</param>
+    public static WebApplicationBuilder AddCoordinatorServices(this WebApplicationBuilder builder, CoordinatorSettings settings, bool stopWhenRunEnds = true)
     {
         settings.Validate();
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton<RunCoordinator>();
-        builder.Services.AddHostedService<RunLifetime>();
+        if (stopWhenRunEnds) builder.Services.AddHostedService<RunLifetime>();
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<TokenInterceptor>();
@@ -29,7 +34,11 @@ public static class CoordinatorServices
             o.MaxSendMessageSize = WireLimits.MaxMessageBytes;
             o.EnableDetailedErrors = true;
         });
-        builder.Services.AddGrpcHealthChecks();
+        builder.Services.AddGrpcHealthChecks().AddCheck<RunHealthCheck>("run");
+        // Watch streams the published results: publish every second so they are current. The
+        // health service's own log of an unhealthy result would repeat the run's failure every second.
+        builder.Logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None);
+        builder.Services.Configure<HealthCheckPublisherOptions>(o => (o.Delay, o.Period) = (TimeSpan.Zero, TimeSpan.FromSeconds(1)));
         builder.Services.Configure<SocketTransportOptions>(o => o.UnsafePreferInlineScheduling = settings.InlineIo);
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -54,13 +63,13 @@ public static class CoordinatorServices
     }
 
     /// <summary>A coordinator host for the given settings; logging as configured by <paramref name="logging"/>.</summary>
-    public static WebApplication Build(CoordinatorSettings settings, Action<ILoggingBuilder>? logging = null)
+    public static WebApplication Build(CoordinatorSettings settings, Action<ILoggingBuilder>? logging = null, bool stopWhenRunEnds = true)
     {
         // No file watcher on appsettings.json: a run's configuration is fixed when it starts,
         // and watching the content root costs CPU on every build or checkpoint write beside it.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         if (logging is not null) logging(builder.Logging);
-        builder.AddCoordinatorServices(settings);
+        builder.AddCoordinatorServices(settings, stopWhenRunEnds);
         var app = builder.Build();
         app.MapCoordinatorEndpoints();
         return app;
@@ -77,5 +86,24 @@ internal sealed class RunLifetime(RunCoordinator run, IHostApplicationLifetime l
         // Let the streams deliver their last messages (the abort) before the host stops.
         await Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None);
         lifetime.StopApplication();
+    }
+}
+
+/// <summary>
+/// grpc.health.v1 from the run's state: SERVING while the run gathers its workers or trains;
+/// NOT_SERVING once it has ended, with the reason as the description: failed ("the run failed:
+/// …"), or finished (the coordinator then serves nothing more: a worker joining would be
+/// refused, and the process is about to exit). The gRPC health service computes it on every
+/// Check (no cache), so the answer is current.
+/// </summary>
+public sealed class RunHealthCheck(RunCoordinator run) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var outcome = run.Outcome;
+        if (!outcome.IsCompleted)
+            return Task.FromResult(HealthCheckResult.Healthy(run.CommittedSteps > 0 ? "training" : "starting"));
+        var o = outcome.Result;
+        return Task.FromResult(HealthCheckResult.Unhealthy(o.Succeeded ? $"the run finished after {o.CommittedSteps} steps" : $"the run failed: {o.Error}"));
     }
 }

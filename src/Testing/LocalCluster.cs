@@ -63,6 +63,9 @@ public sealed record LocalClusterOptions
 
     /// <summary>Called with the run before any worker starts: subscribe to its progress events here to see every one.</summary>
     public Action<RunCoordinator>? Observe { get; init; }
+
+    /// <summary>Keep the coordinator's host serving after the run has ended (a coordinator process stops), until the cluster is disposed.</summary>
+    public bool KeepServingAfterRun { get; init; }
 }
 
 /// <summary>What every process of a finished run ended with.</summary>
@@ -125,7 +128,7 @@ public sealed class LocalCluster : IAsyncDisposable
         {
             logging.ClearProviders();
             logging.Services.AddSingleton(logs);
-        });
+        }, stopWhenRunEnds: !options.KeepServingAfterRun);
         await host.StartAsync();
         string address = host.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var cluster = new LocalCluster(host, address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal), host.Services.GetRequiredService<RunCoordinator>());
