@@ -57,6 +57,7 @@ public sealed partial class RunCoordinator : IDisposable
     private readonly Channel<Action> _events = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Thread _eventThread;
     private int _over;
+    private long _worldFormedAt;
     private World? _world;
     private OperationHub? _hub;
     private Channel<RankMessage>[] _outboxes = [];
@@ -89,11 +90,7 @@ public sealed partial class RunCoordinator : IDisposable
         OperationTimeout = TimeSpan.FromSeconds(settings.OperationTimeoutSeconds);
         _eventThread = new Thread(DeliverEvents) { IsBackground = true, Name = $"run {RunId} events" };
         _eventThread.Start();
-        _deadlines = new Timer(_ =>
-        {
-            _hub?.CheckDeadlines();
-            CheckPrepareDeadline();
-        }, null, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200));
+        _deadlines = new Timer(_ => CheckDeadlines(), null, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200));
     }
 
     /// <summary>How long a finished run waits for its progress events to be delivered before it reports its outcome.</summary>
@@ -186,6 +183,7 @@ public sealed partial class RunCoordinator : IDisposable
             _timings = new double[world.Size, 4];
             _hub = new OperationHub(world.Size, OperationTimeout, Completed, Abort, ChunkReduced);
             _lastCommitAt = Stopwatch.GetTimestamp();
+            _worldFormedAt = Stopwatch.GetTimestamp();
             _ringEndpoints = RingOf(world);
         }
         _logger.LogInformation("Run {RunId}: {World} workers ({Ranks}); {Steps} steps of global batch {Batch}, {PerEpoch} per epoch",
@@ -267,6 +265,28 @@ public sealed partial class RunCoordinator : IDisposable
         {
             Finish();
         }
+    }
+
+    /// <summary>
+    /// The run-level deadlines, every 200 ms: each pending operation's (the hub), the model
+    /// rendezvous's, and once the world is complete, every rank must open its stream within the
+    /// operation timeout. A rank whose stream is open counts as alive: its end is noticed when
+    /// the stream ends.
+    /// </summary>
+    private void CheckDeadlines()
+    {
+        _hub?.CheckDeadlines();
+        CheckPrepareDeadline();
+        string? silent = null;
+        lock (_gate)
+        {
+            if (_world is null || Volatile.Read(ref _over) != 0 || Stopwatch.GetElapsedTime(_worldFormedAt) <= OperationTimeout) return;
+            var missing = Enumerable.Range(0, _world.Size).Where(r => !_streamOpened[r]).ToList();
+            if (missing.Count > 0)
+                silent = $"{string.Join(", ", missing.Select(r => $"rank {r} ({_world.Members[r].WorkerId})"))} joined but did not open " +
+                         $"{(missing.Count == 1 ? "its" : "their")} collective stream within {OperationTimeout.TotalSeconds:0.#} s";
+        }
+        if (silent is not null) Abort(silent);
     }
 
     /// <summary>Fails the run: every rank gets the reason, and <see cref="Outcome"/> completes with it.</summary>

@@ -65,8 +65,8 @@ public sealed class ClusterConnection : IAsyncDisposable
             var config = JsonSerializer.Deserialize<TrainingConfig>(join.ConfigJson)
                 ?? throw new ClusterException("the coordinator sent no run configuration");
             var timeout = TimeSpan.FromMilliseconds(join.OperationTimeoutMs);
-            var collective = new GrpcCollective(client, headers, join.RunId, join.Rank, join.WorldSize, timeout, backend, cancellation)
-                { NextLearningRate = join.LearningRate };
+            var collective = new GrpcCollective(client, headers, join.RunId, join.Rank, join.WorldSize, timeout, backend, cancellation,
+                settings.Coordinator) { NextLearningRate = join.LearningRate };
             if (join.RingEndpoints.Count > 0)
             {
                 try
@@ -147,18 +147,27 @@ public sealed class ClusterConnection : IAsyncDisposable
             Dataset = new DatasetFingerprint { TrainCount = train.Count, TestCount = test.Count, TrainLabelsHash = LabelsHash(train) },
             DataEndpoint = dataEndpoint,
         };
-        // The coordinator may not be up yet (a cluster starting together): retry briefly while unreachable.
-        var giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        // The coordinator may not be up yet (a cluster starting together): retry briefly while
+        // unreachable. The whole join, the wait for the world included, has a deadline: the
+        // coordinator's own join timeout normally ends it first, with its reason.
+        var timeout = TimeSpan.FromSeconds(settings.JoinTimeoutSeconds);
+        var deadline = DateTime.UtcNow + timeout;
+        var giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(Math.Min(30, settings.JoinTimeoutSeconds));
         while (true)
         {
             try
             {
-                return await client.JoinAsync(request, headers, cancellationToken: cancellation);
+                return await client.JoinAsync(request, headers, deadline: deadline, cancellationToken: cancellation);
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow < giveUp)
             {
                 logger.LogDebug("Coordinator {Address} not reachable yet: {Detail}", settings.Coordinator, e.Status.Detail);
                 await Task.Delay(250, cancellation);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.DeadlineExceeded && DateTime.UtcNow >= deadline - TimeSpan.FromSeconds(1))
+            {
+                throw new ClusterException($"worker '{settings.WorkerId}' could not join {settings.Coordinator} within {timeout.TotalSeconds:0.#} s " +
+                                           "(the join timeout): the run's world did not complete, or the coordinator did not answer", e);
             }
             catch (RpcException e)
             {

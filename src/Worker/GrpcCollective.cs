@@ -26,6 +26,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
 {
     private readonly AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> _call;
     private CancellationTokenSource _deadline = new();
+    private CancellationTokenSource _writeDeadline = new();
     private readonly string _runId;
     private readonly TimeSpan _wait;
     private readonly IBackend _backend;
@@ -34,15 +35,21 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     private float[] _flat = [];
 
     public GrpcCollective(Cluster.ClusterClient client, Metadata headers, string runId, int rank, int worldSize,
-        TimeSpan operationTimeout, IBackend backend, CancellationToken cancellation)
+        TimeSpan operationTimeout, IBackend backend, CancellationToken cancellation, string coordinator = "the coordinator")
     {
-        (_runId, Rank, WorldSize, _backend) = (runId, rank, worldSize, backend);
-        // The coordinator enforces the operation deadline and reports it; this margin only
-        // covers a coordinator that stopped answering altogether.
-        _wait = operationTimeout + TimeSpan.FromSeconds(10);
+        (_runId, Rank, WorldSize, _backend, _coordinator) = (runId, rank, worldSize, backend, coordinator);
+        // The coordinator enforces the operation deadline and reports it, naming the rank that
+        // is missing; this margin only covers a coordinator that stopped answering altogether
+        // (stopped, or cut off), and is short so the worker is down soon after the deadline.
+        _wait = operationTimeout + WaitMargin;
         _call = client.Collective(headers, cancellationToken: cancellation);
         Write(new WorkerMessage { Hello = new StreamHello { RunId = runId, Rank = rank } });
     }
+
+    /// <summary>How much longer than the operation timeout a rank waits for the coordinator's answer (or for room to send).</summary>
+    public static readonly TimeSpan WaitMargin = TimeSpan.FromSeconds(2);
+
+    private readonly string _coordinator;
 
     public int Rank { get; }
 
@@ -182,7 +189,18 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     /// <summary>Ends this rank's stream and waits for the coordinator to close the run.</summary>
     public async Task CompleteAsync()
     {
-        await _call.RequestStream.CompleteAsync();
+        try
+        {
+            await _call.RequestStream.CompleteAsync().WaitAsync(_wait);
+        }
+        catch (TimeoutException)
+        {
+            throw new ClusterException($"rank {Rank}: could not close its stream to the coordinator at {_coordinator} within {_wait.TotalSeconds:0.#} s");
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException or IOException)
+        {
+            throw Lost(e);
+        }
         while (await Task.Run(() => Next($"the close of the run after rank {Rank}'s last step")) is { } message)
             Handle(message, expected: null);
     }
@@ -192,6 +210,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         Ring?.Dispose();
         _call.Dispose();
         _deadline.Dispose();
+        _writeDeadline.Dispose();
         return ValueTask.CompletedTask;
     }
 
@@ -237,15 +256,30 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         Length = length,
     };
 
+    /// <summary>Sends a message; waits at most the deadline for HTTP/2 flow control to make room (a coordinator that stopped reading).</summary>
     private void Write(WorkerMessage message)
     {
+        _writeDeadline.CancelAfter(_wait);
         try
         {
-            _call.RequestStream.WriteAsync(message).GetAwaiter().GetResult();
+            _call.RequestStream.WriteAsync(message, _writeDeadline.Token).GetAwaiter().GetResult();
         }
-        catch (Exception e) when (e is RpcException or InvalidOperationException or IOException)
+        catch (Exception e) when (_writeDeadline.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
+        {
+            throw new ClusterException($"rank {Rank}: the coordinator at {_coordinator} took nothing sent to it for {_wait.TotalSeconds:0.#} s " +
+                                       $"(its stream stayed full while sending {message.BodyCase})");
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException or IOException or OperationCanceledException)
         {
             throw Lost(e);
+        }
+        finally
+        {
+            if (!_writeDeadline.TryReset())
+            {
+                _writeDeadline.Dispose();
+                _writeDeadline = new CancellationTokenSource();
+            }
         }
     }
 
@@ -269,7 +303,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         }
         catch (Exception e) when (_deadline.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
         {
-            throw new ClusterException($"rank {Rank}: no answer from the coordinator to {awaiting} within {_wait.TotalSeconds:0} s");
+            throw new ClusterException($"rank {Rank}: no answer from the coordinator at {_coordinator} to {awaiting} within {_wait.TotalSeconds:0.#} s");
         }
         catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
         {
@@ -313,8 +347,8 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     private ClusterException Lost(Exception e) => e switch
     {
         RpcException { StatusCode: StatusCode.Unauthenticated } r => new ClusterException($"the coordinator refused rank {Rank}: {r.Status.Detail}", e),
-        RpcException r => new ClusterException($"rank {Rank} lost the coordinator: {r.Status.StatusCode} {r.Status.Detail}", e),
-        _ => new ClusterException($"rank {Rank} lost the coordinator: {e.Message}", e),
+        RpcException r => new ClusterException($"rank {Rank} lost the coordinator at {_coordinator}: {r.Status.StatusCode} {r.Status.Detail}", e),
+        _ => new ClusterException($"rank {Rank} lost the coordinator at {_coordinator}: {e.Message}", e),
     };
 
     private static string Describe(Protos.V1.OperationHeader h) =>

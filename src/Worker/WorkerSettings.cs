@@ -39,6 +39,14 @@ public sealed class WorkerSettings
         return loopback ? "127.0.0.1" : System.Net.Dns.GetHostName();
     }
 
+    /// <summary>
+    /// The longest a join may take, the wait for the other workers included (seconds). Longer
+    /// than the coordinator's own join timeout (120 s by default), which normally ends a
+    /// rendezvous that cannot complete first and says why; this one covers a coordinator that
+    /// never answers.
+    /// </summary>
+    public double JoinTimeoutSeconds { get; set; } = 150;
+
     /// <summary>The run token (null: none sent).</summary>
     public string? Token { get; set; }
 
@@ -48,6 +56,7 @@ public sealed class WorkerSettings
             throw new ArgumentException($"--coordinator: '{Coordinator}' is not an http:// or https:// address");
         if (string.IsNullOrWhiteSpace(WorkerId)) throw new ArgumentException("--worker-id must not be empty");
         if (Threads < 0) throw new ArgumentException("--threads must be ≥ 0");
+        if (!(JoinTimeoutSeconds > 0)) throw new ArgumentException("the join timeout must be > 0 seconds");
         return this;
     }
 }
