@@ -102,11 +102,15 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
         if (rank < 0 || rank >= run.Settings.Workers) throw Invalid($"collective: rank {rank} is outside the world of {run.Settings.Workers}");
         if (run.ClaimStream(rank) is { } refusal) throw new RpcException(new Status(StatusCode.FailedPrecondition, $"collective: {refusal}"));
 
-        var writer = WriteOutbox(rank, responses, context.CancellationToken);
+        // Reads and writes end with the call, or a moment after the run has failed: a rank that
+        // stalled or whose link is cut never ends its stream itself, and an open call holds up
+        // the host's shutdown.
+        using var open = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, run.StreamsClosing);
+        var writer = WriteOutbox(rank, responses, open.Token);
         string? error = null;
         try
         {
-            await foreach (var message in requests.ReadAllAsync(context.CancellationToken))
+            await foreach (var message in requests.ReadAllAsync(open.Token))
             {
                 if (!Dispatch(rank, message)) break;
             }
@@ -120,6 +124,10 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
             run.StreamEnded(rank, error);
         }
         await writer;
+        // Closed by the run, not by the worker (stopped, or cut off, it will not end its side):
+        // reset the stream, else the connection waits for its request body until the host's
+        // shutdown timeout.
+        if (run.StreamsClosing.IsCancellationRequested) context.GetHttpContext().Abort();
     }
 
     public override Task<RunState> GetRunState(RunStateRequest request, ServerCallContext context) =>

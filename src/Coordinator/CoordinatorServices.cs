@@ -17,6 +17,20 @@ public static class CoordinatorServices
     /// Registers the run (one <see cref="RunCoordinator"/>), gRPC with the token interceptor,
     /// grpc.health.v1 backed by the run's state (<see cref="RunHealthCheck"/>), and Kestrel on
     /// settings.Host:settings.Port speaking HTTP/2 without TLS.
+    /// <para>
+    /// Liveness: the run counts a rank whose stream is open as alive, so Kestrel pings every
+    /// connection that has been silent for a quarter of the operation timeout (at least
+    /// <see cref="MinKeepAlive"/>) and closes it when the next quarter passes without a frame:
+    /// a worker that is stopped (SIGSTOP), hung below the runtime, or cut off by the network
+    /// ends its stream within about half the timeout, and the run names it, even while no
+    /// operation is pending (the ranks summing gradients on the ring). A computing worker
+    /// answers pings from its runtime's I/O threads, so a long step is not mistaken for a stall.
+    /// </para>
+    /// <para>
+    /// Shutdown: a failed run closes its streams <see cref="RunCoordinator.StreamDrainGrace"/>
+    /// after the abort, so the host's shutdown is bounded by <see cref="ShutdownTimeout"/>, not
+    /// the default 30 s that a stalled worker's open stream used to cost.
+    /// </para>
     /// </summary>
     /// <param name="builder">The host to add them to.</param>
     /// <param name="settings">The run.</param>
@@ -34,6 +48,7 @@ public static class CoordinatorServices
             o.MaxSendMessageSize = WireLimits.MaxMessageBytes;
             o.EnableDetailedErrors = true;
         });
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownTimeout);
         builder.Services.AddGrpcHealthChecks().AddCheck<RunHealthCheck>("run");
         // Watch streams the published results: publish every second so they are current. The
         // health service's own log of an unhealthy result would repeat the run's failure every second.
@@ -47,6 +62,9 @@ public static class CoordinatorServices
             // 1 MiB (connection) / 768 KiB (stream) would stall every chunk on a window update.
             k.Limits.Http2.InitialConnectionWindowSize = WireLimits.Http2WindowBytes;
             k.Limits.Http2.InitialStreamWindowSize = WireLimits.Http2WindowBytes;
+            var keepAlive = KeepAliveOf(TimeSpan.FromSeconds(settings.OperationTimeoutSeconds));
+            k.Limits.Http2.KeepAlivePingDelay = keepAlive;
+            k.Limits.Http2.KeepAlivePingTimeout = keepAlive;
             // localhost: both loopback addresses (Kestrel picks no free port for both, so port 0 takes IPv4's).
             var (address, localhost) = settings.ListenAddress();
             if (localhost && settings.Port != 0) k.ListenLocalhost(settings.Port, o => o.Protocols = HttpProtocols.Http2);
@@ -54,6 +72,21 @@ public static class CoordinatorServices
         });
         return builder;
     }
+
+    /// <summary>The most the host waits, once stopping, for calls still open.</summary>
+    public static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// The shortest keep-alive ping delay and timeout, whatever the operation timeout. Kestrel
+    /// adds a second to each and checks once a second, so a silent connection is closed
+    /// 2·(delay + 1 s) to 2·(delay + 1 s) + 1 s after its last frame, and a worker has at least
+    /// 2 s to answer a ping.
+    /// </summary>
+    public static readonly TimeSpan MinKeepAlive = TimeSpan.FromSeconds(1);
+
+    /// <summary>The keep-alive ping delay and timeout for an operation timeout: a quarter of it, at least <see cref="MinKeepAlive"/>.</summary>
+    public static TimeSpan KeepAliveOf(TimeSpan operationTimeout) =>
+        TimeSpan.FromTicks(Math.Max(MinKeepAlive.Ticks, operationTimeout.Ticks / 4));
 
     public static WebApplication MapCoordinatorEndpoints(this WebApplication app)
     {

@@ -56,6 +56,9 @@ public sealed partial class RunCoordinator : IDisposable
     // (a full stderr pipe) delays the display, never a collective.
     private readonly Channel<Action> _events = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Thread _eventThread;
+    // Cancelled a moment after the run has failed: the streams still open then (a rank that
+    // stalled or whose link is cut) stop reading and writing, so the host can stop at once.
+    private readonly CancellationTokenSource _streamsClosing = new();
     private int _over;
     private long _worldFormedAt;
     private World? _world;
@@ -93,8 +96,14 @@ public sealed partial class RunCoordinator : IDisposable
         _deadlines = new Timer(_ => CheckDeadlines(), null, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200));
     }
 
+    /// <summary>How long the streams of a failed run may go on delivering its abort before they are closed.</summary>
+    public static readonly TimeSpan StreamDrainGrace = TimeSpan.FromSeconds(1);
+
     /// <summary>How long a finished run waits for its progress events to be delivered before it reports its outcome.</summary>
     public static readonly TimeSpan EventDrainLimit = TimeSpan.FromSeconds(5);
+
+    /// <summary>Cancelled <see cref="StreamDrainGrace"/> after the run failed: every stream still open then is closed.</summary>
+    public CancellationToken StreamsClosing => _streamsClosing.Token;
 
     public string RunId { get; }
 
@@ -271,7 +280,8 @@ public sealed partial class RunCoordinator : IDisposable
     /// The run-level deadlines, every 200 ms: each pending operation's (the hub), the model
     /// rendezvous's, and once the world is complete, every rank must open its stream within the
     /// operation timeout. A rank whose stream is open counts as alive: its end is noticed when
-    /// the stream ends.
+    /// the stream ends, and the host's HTTP/2 keep-alive pings end the stream of a rank that
+    /// stopped answering.
     /// </summary>
     private void CheckDeadlines()
     {
@@ -301,6 +311,8 @@ public sealed partial class RunCoordinator : IDisposable
             box.Writer.TryComplete();
         }
         _prepared.TrySetException(new RunAbortedException(reason));
+        try { _streamsClosing.CancelAfter(StreamDrainGrace); }
+        catch (ObjectDisposedException) { /* disposed: nothing left to close */ }
         _outcome.TrySetResult(new RunOutcome(false, reason, CommittedSteps, _testAccuracy, LatestCheckpoint));
     }
 
@@ -343,5 +355,6 @@ public sealed partial class RunCoordinator : IDisposable
     {
         _deadlines.Dispose();
         _events.Writer.TryComplete();
+        _streamsClosing.Dispose();
     }
 }

@@ -73,6 +73,13 @@ public sealed class ClusterConnection : IAsyncDisposable
                 {
                     collective.Ring = await TcpRing.ConnectAsync(listener, join.Rank, join.RingEndpoints, join.RunId, settings.Token, timeout, cancellation);
                 }
+                catch (ClusterException e)
+                {
+                    // A neighbour that never came: the coordinator may know why (it died, or never opened its stream).
+                    var reason = await Task.Run(() => collective.CoordinatorsReasonFor(e), CancellationToken.None);
+                    await collective.DisposeAsync();
+                    throw reason;
+                }
                 catch
                 {
                     await collective.DisposeAsync();

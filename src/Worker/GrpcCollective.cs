@@ -49,6 +49,9 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     /// <summary>How much longer than the operation timeout a rank waits for the coordinator's answer (or for room to send).</summary>
     public static readonly TimeSpan WaitMargin = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long a rank whose gradient ring failed waits for the coordinator's reason before it reports its own.</summary>
+    public static readonly TimeSpan VerdictWait = TimeSpan.FromSeconds(2);
+
     private readonly string _coordinator;
 
     public int Rank { get; }
@@ -138,11 +141,15 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         }
         catch (ClusterException e) when (ring.LostNeighbour)
         {
-            throw AbortWithin(TimeSpan.FromSeconds(2), e) ?? e;
+            throw CoordinatorsReasonFor(e);
         }
     }
 
-    /// <summary>The coordinator's abort if one arrives within <paramref name="wait"/> (notices on the way are handled); else null.</summary>
+    /// <summary>
+    /// The coordinator's abort if one arrives within <paramref name="wait"/> (notices on the way
+    /// are handled), or the loss of the coordinator if the stream breaks meanwhile (then the
+    /// ring's failure is its consequence); else null.
+    /// </summary>
     private ClusterException? AbortWithin(TimeSpan wait, ClusterException cause)
     {
         // The run is over for this rank either way: cancelling the read may end the call.
@@ -158,9 +165,13 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
                 SavedCheckpoints.Add((message.Saved.Step, message.Saved.Path));
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or RpcException or IOException or InvalidOperationException)
+        catch (Exception e) when (limit.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
         {
-            // no abort in time, or the stream is gone too: the ring's failure is the reason
+            // no abort in time: the ring's failure is the reason
+        }
+        catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
+        {
+            return new ClusterException($"{Lost(e).Message} ({cause.Message})", cause);
         }
         return null;
     }
@@ -185,6 +196,16 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             received += count;
         }
     }
+
+    /// <summary>
+    /// The reason to report for a failure seen outside the stream (the gradient ring broke, or
+    /// did not form): a neighbour that died or stalled is usually the coordinator's verdict
+    /// too, which names the rank (the coordinator sees its stream end, or its keep-alive pings
+    /// go unanswered). So wait briefly for it (<see cref="AbortWithin"/>); else
+    /// <paramref name="failure"/> itself. Without this, the first rank to give up would close its
+    /// stream and be blamed for the failure.
+    /// </summary>
+    public ClusterException CoordinatorsReasonFor(ClusterException failure) => AbortWithin(VerdictWait, failure) ?? failure;
 
     /// <summary>Ends this rank's stream and waits for the coordinator to close the run.</summary>
     public async Task CompleteAsync()

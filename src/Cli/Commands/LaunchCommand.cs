@@ -90,8 +90,12 @@ public static class LaunchCommand
                 Kill(workers);
             });
             var outcome = run.Outcome.WaitAsync(cancellation).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null).GetAwaiter().GetResult();
+            // Workers end on their own once the run has (a finished run: at once; a failed one:
+            // as soon as the abort reaches them). One that has not within the grace (stopped,
+            // cut off) is killed: a failed run must not keep launch waiting.
+            var exitBy = DateTime.UtcNow + TimeSpan.FromSeconds(outcome is { Succeeded: true } ? 30 : 3);
             foreach (var w in workers)
-                if (!w.WaitForExit(TimeSpan.FromSeconds(30))) w.Kill(entireProcessTree: true);
+                if (!w.WaitForExit(TimeSpan.FromTicks(Math.Max(0, (exitBy - DateTime.UtcNow).Ticks)))) w.Kill(entireProcessTree: true);
             var failed = workers.Select((w, r) => (w, r)).Where(x => x.w.HasExited && x.w.ExitCode != 0).ToList();
             if (outcome is null || cancellation.IsCancellationRequested)
             {

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Xunit.Abstractions;
+
+namespace BnDist.Cli.Tests;
+
+/// <summary>
+/// Faults injected into a real cluster on loopback (a coordinator and three worker processes,
+/// <c>--timeout 5</c>): a worker killed, a worker stopped, the coordinator killed. Every other
+/// process must exit non-zero, with a reason naming the process that failed, within the
+/// deadline plus 5 s of the fault. The measured times are in the assertions' messages.
+/// </summary>
+public sealed class FaultInjectionTests(ITestOutputHelper log)
+{
+    private const int TimeoutSeconds = 5;
+    private const int Workers = 3;
+    private const int Victim = 1; // the worker in the middle of the ring: both its neighbours notice
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(TimeoutSeconds + 5);
+
+    [Fact]
+    public async Task A_killed_worker_ends_every_other_process_in_time_naming_it()
+    {
+        await using var cluster = await StartAsync();
+        var faultAt = Stopwatch.StartNew();
+        cluster.Workers[Victim].Kill();
+
+        var exits = await ExitTimesAsync(cluster, except: cluster.Workers[Victim], faultAt);
+        await AssertFailedNamingAsync(cluster, exits, Names(Victim), "kill -9 of worker 1");
+    }
+
+    [Fact]
+    public async Task A_stopped_worker_ends_every_other_process_in_time_naming_it()
+    {
+        await using var cluster = await StartAsync();
+        var stopped = cluster.Workers[Victim];
+        try
+        {
+            var faultAt = Stopwatch.StartNew();
+            Assert.Equal(0, BndistProcess.Signal(stopped.Id, 19)); // SIGSTOP: alive, connected, silent
+
+            var exits = await ExitTimesAsync(cluster, except: stopped, faultAt);
+            await AssertFailedNamingAsync(cluster, exits, Names(Victim), "SIGSTOP of worker 1");
+        }
+        finally
+        {
+            stopped.Kill(); // SIGKILL ends a stopped process too
+        }
+    }
+
+    [Fact]
+    public async Task A_killed_coordinator_ends_every_worker_in_time_naming_it()
+    {
+        await using var cluster = await StartAsync();
+        var faultAt = Stopwatch.StartNew();
+        cluster.Coordinator.Kill();
+
+        var exits = await ExitTimesAsync(cluster, except: cluster.Coordinator, faultAt);
+        await AssertFailedNamingAsync(cluster, exits, new Regex($"coordinator at {Regex.Escape(cluster.Address)}"), "kill -9 of the coordinator");
+    }
+
+    private static Task<ProcessCluster> StartAsync() =>
+        ProcessCluster.StartAsync("fault", Workers, "--timeout", TimeoutSeconds.ToString());
+
+    /// <summary>A reason that names rank r, or worker fault-r: "rank 1 (fault-1) disconnected", "rank(s) 1 did not contribute".</summary>
+    private static Regex Names(int rank) => new($@"\brank(\(s\))? {rank}\b|\bfault-{rank}\b");
+
+    /// <summary>Seconds from the fault to each process's exit (null: still running at the limit); the processes that are still running are killed.</summary>
+    private static async Task<Dictionary<Process, double?>> ExitTimesAsync(ProcessCluster cluster, Process except, Stopwatch faultAt)
+    {
+        var others = cluster.All.Where(p => p != except).ToList();
+        var times = await Task.WhenAll(others.Select(async p =>
+        {
+            using var limit = new CancellationTokenSource(Limit + TimeSpan.FromSeconds(10)); // wait longer, to report how long it took
+            try
+            {
+                await p.WaitForExitAsync(limit.Token);
+                return (double?)faultAt.Elapsed.TotalSeconds;
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+        }));
+        return others.Zip(times).ToDictionary(x => x.First, x => x.Second);
+    }
+
+    private async Task AssertFailedNamingAsync(ProcessCluster cluster, Dictionary<Process, double?> exits, Regex names, string fault)
+    {
+        string Name(Process p) => p == cluster.Coordinator ? "coordinator" : $"worker {cluster.Workers.IndexOf(p)}";
+        string times = string.Join(", ", exits.Select(e => $"{Name(e.Key)} {(e.Value is { } s ? $"{s:F1} s" : "still running")}"));
+        foreach (var p in exits.Keys.Where(p => !p.HasExited)) p.Kill();
+        string report = $"after {fault} (limit {Limit.TotalSeconds:0} s): {times}\n{cluster.Describe()}";
+        log.WriteLine(report);
+
+        Assert.True(exits.Values.All(s => s is { } t && t <= Limit.TotalSeconds), $"not every process exited in time {report}");
+        foreach (var p in exits.Keys)
+        {
+            string output = p == cluster.Coordinator ? await cluster.CoordinatorOutput : await cluster.WorkerOutputs[cluster.Workers.IndexOf(p)];
+            Assert.True(p.ExitCode != 0, $"{Name(p)} exited {p.ExitCode} {report}");
+            // The one line that says why it failed: "Worker fault-0 failed: …" or the coordinator's "failed: …".
+            string? reason = output.Split('\n').LastOrDefault(l => l.Contains("failed: ", StringComparison.Ordinal));
+            Assert.True(reason is not null && names.IsMatch(reason), $"{Name(p)}'s reason does not name the failed process: '{reason}' {report}");
+        }
+    }
+}
