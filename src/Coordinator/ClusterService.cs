@@ -5,6 +5,7 @@ using BnDist.Protos;
 using BnDist.Protos.V1;
 using Google.Protobuf;
 using Grpc.Core;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
 using ModelLayout = BnDist.Core.Models.ModelLayout;
 using OperationHeader = BnDist.Coordinator.OperationHeader;
@@ -124,10 +125,15 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
             run.StreamEnded(rank, error);
         }
         await writer;
-        // Closed by the run, not by the worker (stopped, or cut off, it will not end its side):
-        // reset the stream, else the connection waits for its request body until the host's
-        // shutdown timeout.
-        if (run.StreamsClosing.IsCancellationRequested) context.GetHttpContext().Abort();
+        // Closed by the run, not by the worker (stopped, or cut off, it will neither end its side
+        // nor answer the connection's close): drop its connection, else the host waits for it
+        // until its shutdown timeout.
+        if (run.StreamsClosing.IsCancellationRequested)
+        {
+            var http = context.GetHttpContext();
+            if (http.Features.Get<IConnectionLifetimeFeature>() is { } connection) connection.Abort();
+            else http.Abort();
+        }
     }
 
     public override Task<RunState> GetRunState(RunStateRequest request, ServerCallContext context) =>
