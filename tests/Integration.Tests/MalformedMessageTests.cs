@@ -27,7 +27,7 @@ public sealed class MalformedMessageTests
     [InlineData("an empty message", "rank 1 sent a malformed message (None)")]
     // A hello claiming another rank is refused; rank 1 then never opens its stream (nor contributes),
     // and whichever deadline fires first names it: both expire 10 s after nearly the same moment.
-    [InlineData("a hello for another rank", "rank 1 (worker-999) joined but did not open its stream | rank(s) 1 did not contribute")]
+    [InlineData("a hello for another rank", "rank 1 (worker-999) joined but did not open its collective stream | rank(s) 1 did not contribute")]
     public async Task A_malformed_message_from_a_live_client_ends_the_run_on_every_process_naming_the_rank(string malformation, string reason)
     {
         var config = new TrainingConfig { Model = "mlp-paper", BatchSize = 8, Steps = 3, Evaluate = false };
