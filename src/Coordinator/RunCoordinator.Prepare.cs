@@ -27,30 +27,28 @@ public sealed partial class RunCoordinator
     /// <exception cref="RunAbortedException">The run ended (a layout differs, a rank vanished, a deadline passed).</exception>
     public async Task<byte[]> PrepareAsync(int rank, ModelLayout layout, byte[]? state, CancellationToken cancellation)
     {
-        bool complete;
+        bool complete = false;
+        string? refusal = null;
         lock (_gate)
         {
             if (_world is null) throw new RunAbortedException($"rank {rank} prepared before the world was complete");
             if (rank < 0 || rank >= _layouts.Length) throw new RunAbortedException($"rank {rank} is outside the world of {_layouts.Length}");
-            if (_layouts[rank] is not null)
+            if (_layouts[rank] is not null) refusal = $"rank {rank} ({WorkerIdOf(rank)}) prepared its model twice";
+            else if (layout.Problem() is { } problem) refusal = $"rank {rank} ({WorkerIdOf(rank)}) described an unusable model: {problem}";
+            else if (rank == 0 && state is null) refusal = $"rank 0 ({WorkerIdOf(0)}) sent no initial state with its model";
+            else
             {
-                Abort($"rank {rank} ({WorkerIdOf(rank)}) prepared its model twice");
-                throw new RunAbortedException(Outcome.Result.Error!);
+                if (_layouts.All(l => l is null)) _prepareOpened = Stopwatch.GetTimestamp();
+                _layouts[rank] = layout;
+                if (rank == 0) _rank0State = state;
+                complete = _layouts.All(l => l is not null);
             }
-            if (layout.Problem() is { } problem)
-            {
-                Abort($"rank {rank} ({WorkerIdOf(rank)}) described an unusable model: {problem}");
-                throw new RunAbortedException(Outcome.Result.Error!);
-            }
-            if (rank == 0 && state is null)
-            {
-                Abort($"rank 0 ({WorkerIdOf(0)}) sent no initial state with its model");
-                throw new RunAbortedException(Outcome.Result.Error!);
-            }
-            if (_layouts.All(l => l is null)) _prepareOpened = Stopwatch.GetTimestamp();
-            _layouts[rank] = layout;
-            if (rank == 0) _rank0State = state;
-            complete = _layouts.All(l => l is not null);
+        }
+        if (refusal is not null)
+        {
+            // Outside the lock: the abort runs the hub's callbacks.
+            Abort(refusal);
+            throw new RunAbortedException(refusal);
         }
         if (complete) CompletePrepare();
         return await _prepared.Task.WaitAsync(cancellation);

@@ -117,6 +117,27 @@ public sealed class UserModelTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_rank_describing_an_unusable_model_ends_the_run_at_once_naming_it_and_the_problem()
+    {
+        var config = new TrainingConfig { Model = "mlp:12", BatchSize = 8, Steps = 3, Evaluate = false };
+        await using var cluster = await LocalCluster.StartAsync(config, 1,
+            new LocalClusterOptions { ExternalWorkers = 1, OperationTimeout = TimeSpan.FromSeconds(10) });
+        using var rank1 = await ExternalRank.JoinAsync(cluster);
+        using var backend = new CpuBackend(1);
+        var layout = ClusterConnection.LayoutMessage(ModelLayout.Of(ModelFactory.Create("mlp:12", backend, SingleProcessCollective.Instance, 0, new NormalizationOptions())));
+        layout.Tensors.Remove(layout.Tensors.Single(t => t.Name == "bn1.running_var")); // a batch norm without its variance
+        var sent = DateTime.UtcNow;
+        var refused = await Assert.ThrowsAsync<RpcException>(async () =>
+            await rank1.Client.PrepareAsync(new PrepareRequest { RunId = rank1.Join.RunId, Rank = rank1.Join.Rank, Model = layout }, rank1.Headers));
+        Assert.Equal(StatusCode.Aborted, refused.StatusCode);
+        const string reason = "rank 1 (worker-999) described an unusable model: batch norm bn1 needs a buffer bn1.running_var: F32 [12]";
+        Assert.Equal(reason, refused.Status.Detail);
+        var outcome = await cluster.Run.Outcome.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(reason, outcome.Error);
+        Assert.True(DateTime.UtcNow - sent < TimeSpan.FromSeconds(8), "refused on arrival, not at the deadline");
+    }
+
+    [Fact]
     public async Task An_init_checkpoint_of_another_model_is_refused_naming_the_file_and_both_models()
     {
         using var dir = new TempDirectory();
