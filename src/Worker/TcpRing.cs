@@ -383,42 +383,76 @@ public sealed class TcpRing : IDisposable
     }
 
     /// <summary>
-    /// Accepts until rank <paramref name="prev"/> answers this connection's challenge with the
-    /// token's proof; anyone else is closed unanswered. Every read has the ring's deadline.
+    /// Accepts until rank <paramref name="prev"/> passes the handshake; anyone else is closed
+    /// unanswered. Each connection's handshake runs on its own, so a peer that connects and stays
+    /// silent (or is slow) does not hold up the real neighbour behind it; once one has passed,
+    /// the listener stops and the handshakes still running are cancelled and closed.
     /// </summary>
     private static async Task<Socket> AcceptAsync(Socket listener, int rank, int prev, byte[] key, string runId, CancellationToken cancellation)
     {
-        while (true)
+        var neighbour = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        async Task HandshakeAsync(Socket socket)
         {
-            var socket = await listener.AcceptAsync(cancellation);
             try
             {
-                var acceptorNonce = RandomNumberGenerator.GetBytes(NonceBytes);
-                var challenge = new byte[ChallengeBytes];
-                BinaryPrimitives.WriteUInt32LittleEndian(challenge, HandshakeMagic);
-                BinaryPrimitives.WriteInt32LittleEndian(challenge.AsSpan(4), rank);
-                acceptorNonce.CopyTo(challenge, 8);
-                await socket.SendAsync(challenge, SocketFlags.None, cancellation);
-                var hello = new byte[HelloBytes];
-                await ReceiveExactlyAsync(socket, hello, cancellation);
-                var connectorNonce = hello.AsSpan(8, NonceBytes);
-                bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == HandshakeMagic &&
-                             BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)) == prev &&
-                             CryptographicOperations.FixedTimeEquals(hello.AsSpan(8 + NonceBytes, ProofBytes),
-                                 Proof(key, "connect", runId, prev, rank, acceptorNonce, connectorNonce));
-                if (valid)
-                {
-                    await socket.SendAsync(Proof(key, "accept", runId, rank, prev, acceptorNonce, connectorNonce), SocketFlags.None, cancellation);
-                    socket.NoDelay = true;
-                    return socket;
-                }
+                if (await TryHandshakeAsync(socket, rank, prev, key, runId, stop.Token) && neighbour.TrySetResult(socket)) return;
             }
-            catch (Exception e) when (e is SocketException or IOException)
+            catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
             {
-                // a connection that broke during its handshake is not our neighbour
+                // a connection that broke or stalled during its handshake is not our neighbour
             }
             socket.Dispose();
         }
+        async Task AcceptLoopAsync()
+        {
+            try
+            {
+                while (true) _ = HandshakeAsync(await listener.AcceptAsync(stop.Token));
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                neighbour.TrySetCanceled(stop.Token);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                neighbour.TrySetException(e);
+            }
+        }
+        var accepting = AcceptLoopAsync();
+        using (cancellation.Register(() => neighbour.TrySetCanceled(cancellation)))
+        {
+            try
+            {
+                return await neighbour.Task;
+            }
+            finally
+            {
+                stop.Cancel(); // the accept loop and the handshakes still running end (their sockets are closed)
+                await accepting;
+            }
+        }
+    }
+
+    /// <summary>The acceptor's half of the handshake on one connection: true when it is rank <paramref name="prev"/> with the token.</summary>
+    private static async Task<bool> TryHandshakeAsync(Socket socket, int rank, int prev, byte[] key, string runId, CancellationToken cancellation)
+    {
+        var acceptorNonce = RandomNumberGenerator.GetBytes(NonceBytes);
+        var challenge = new byte[ChallengeBytes];
+        BinaryPrimitives.WriteUInt32LittleEndian(challenge, HandshakeMagic);
+        BinaryPrimitives.WriteInt32LittleEndian(challenge.AsSpan(4), rank);
+        acceptorNonce.CopyTo(challenge, 8);
+        await socket.SendAsync(challenge, SocketFlags.None, cancellation);
+        var hello = new byte[HelloBytes];
+        await ReceiveExactlyAsync(socket, hello, cancellation);
+        bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == HandshakeMagic &&
+                     BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)) == prev &&
+                     CryptographicOperations.FixedTimeEquals(hello.AsSpan(8 + NonceBytes, ProofBytes),
+                         Proof(key, "connect", runId, prev, rank, acceptorNonce, hello.AsSpan(8, NonceBytes).ToArray()));
+        if (!valid) return false;
+        await socket.SendAsync(Proof(key, "accept", runId, rank, prev, acceptorNonce, hello.AsSpan(8, NonceBytes).ToArray()), SocketFlags.None, cancellation);
+        socket.NoDelay = true;
+        return true;
     }
 
     private static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken cancellation)

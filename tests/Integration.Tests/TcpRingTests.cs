@@ -69,6 +69,38 @@ public sealed class TcpRingTests
     }
 
     [Fact]
+    public async Task A_silent_connection_ahead_of_the_neighbour_does_not_hold_up_the_ring()
+    {
+        var listeners = new Socket[2];
+        var endpoints = new string[2];
+        for (int r = 0; r < 2; r++) listeners[r] = TcpRing.Listen("127.0.0.1", out endpoints[r]);
+        // Connected to both listeners before the ranks, and never a byte: handshakes one at a
+        // time would wait on them until the deadline (10 s).
+        using var silent0 = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var silent1 = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await silent0.ConnectAsync((System.Net.IPEndPoint)listeners[0].LocalEndPoint!);
+        await silent1.ConnectAsync((System.Net.IPEndPoint)listeners[1].LocalEndPoint!);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var ring = await Task.WhenAll(Enumerable.Range(0, 2).Select(r =>
+            TcpRing.ConnectAsync(listeners[r], r, endpoints, "run1", "t0ken", Deadline, CancellationToken.None)));
+        try
+        {
+            Assert.True(clock.Elapsed < Deadline / 2, $"the ring took {clock.Elapsed.TotalSeconds:F1} s to form behind silent connections");
+            float[][] data = [[1, 2], [10, 20]];
+            AllReduce(ring, data, 2);
+            Assert.Equal([11f, 22f], data[1]);
+            // Once the neighbour has passed, the silent connections are closed.
+            Assert.True(await ClosedWithinAsync(silent0, TimeSpan.FromSeconds(5)) && await ClosedWithinAsync(silent1, TimeSpan.FromSeconds(5)),
+                "a silent connection was left open");
+        }
+        finally
+        {
+            foreach (var r in ring) r.Dispose();
+            foreach (var l in listeners) l.Dispose();
+        }
+    }
+
+    [Fact]
     public async Task A_connection_without_the_runs_token_is_not_taken_for_the_neighbour()
     {
         var listeners = new Socket[2];
