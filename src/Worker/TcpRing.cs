@@ -445,12 +445,13 @@ public sealed class TcpRing : IDisposable
         await socket.SendAsync(challenge, SocketFlags.None, cancellation);
         var hello = new byte[HelloBytes];
         await ReceiveExactlyAsync(socket, hello, cancellation);
+        byte[] connectorNonce = hello[8..(8 + NonceBytes)];
         bool valid = BinaryPrimitives.ReadUInt32LittleEndian(hello) == HandshakeMagic &&
                      BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)) == prev &&
                      CryptographicOperations.FixedTimeEquals(hello.AsSpan(8 + NonceBytes, ProofBytes),
-                         Proof(key, "connect", runId, prev, rank, acceptorNonce, hello.AsSpan(8, NonceBytes).ToArray()));
+                         Proof(key, "connect", runId, prev, rank, acceptorNonce, connectorNonce));
         if (!valid) return false;
-        await socket.SendAsync(Proof(key, "accept", runId, rank, prev, acceptorNonce, hello.AsSpan(8, NonceBytes).ToArray()), SocketFlags.None, cancellation);
+        await socket.SendAsync(Proof(key, "accept", runId, rank, prev, acceptorNonce, connectorNonce), SocketFlags.None, cancellation);
         socket.NoDelay = true;
         return true;
     }
