@@ -56,6 +56,36 @@ public interface IBackend : IDisposable
     /// <summary>Routes dy to the first maximum of each window (recomputed from x and y).</summary>
     void MaxPool2dBackward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx);
 
+    // ---- graph plumbing (residual sums, channel concatenation), pooling, dropout ------------
+
+    /// <summary>y = a + b elementwise; y may be a or b (accumulation where a tensor fans out).</summary>
+    void Add(Tensor a, Tensor b, Tensor y);
+
+    /// <summary>y = a·b elementwise; y may be a or b (dropout's backward: dx = dy·mask).</summary>
+    void Multiply(Tensor a, Tensor b, Tensor y);
+
+    /// <summary>Copies a run of channels between two NCHW tensors (<see cref="ChannelSlice"/>).</summary>
+    void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination);
+
+    /// <summary>Average of each window, zero padding counted in the divisor Kernel².</summary>
+    void AvgPool2dForward(in PoolGeometry g, Tensor x, Tensor y);
+
+    /// <summary>dx = Σ over the windows containing each input of dy/Kernel² (overwrites dx).</summary>
+    void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx);
+
+    /// <summary>y[n, c] = mean over the S positions of x[n, c, ·] (AdaptiveAvgPool2d(1)).</summary>
+    void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y);
+
+    /// <summary>dx[n, c, s] = dy[n, c] / S.</summary>
+    void GlobalAvgPoolBackward(in ChannelLayout layout, Tensor dy, Tensor dx);
+
+    /// <summary>
+    /// Inverted dropout over [N, sampleSize]: element i of sample n is kept when
+    /// <see cref="DropoutMask.Keep"/>(sampleKeys[n], i, p), which draws from a counter-based hash,
+    /// so every backend draws the same mask; mask = 1/(1 − p) where kept, else 0; y = x·mask.
+    /// </summary>
+    void DropoutForward(int n, int sampleSize, ReadOnlySpan<ulong> sampleKeys, float p, Tensor x, Tensor mask, Tensor y);
+
     // ---- batch norm, in the stages of docs/architecture.md §1 ----------------------------
 
     /// <summary>

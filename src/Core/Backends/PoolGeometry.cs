@@ -1,14 +1,23 @@
 namespace BnDist.Core.Backends;
 
 /// <summary>
-/// Max pooling over an NCHW batch: windows of Kernel×Kernel taken every Stride positions,
-/// no padding; output [N, C, OH, OW] with OH = (H − Kernel) / Stride + 1.
+/// Pooling over an NCHW batch: windows of Kernel×Kernel taken every Stride positions over the
+/// input zero-padded by Padding on each side; output [N, C, OH, OW] with
+/// OH = (H + 2·Padding − Kernel) / Stride + 1 (PyTorch's floor mode). Padded positions never win
+/// a max and count as zeros in an average (PyTorch's count_include_pad = True).
 /// </summary>
-public readonly record struct PoolGeometry(int N, int Channels, int Height, int Width, int Kernel, int Stride)
+public readonly record struct PoolGeometry(int N, int Channels, int Height, int Width, int Kernel, int Stride, int Padding = 0)
 {
-    public int OutHeight => (Height - Kernel) / Stride + 1;
-    public int OutWidth => (Width - Kernel) / Stride + 1;
+    public int OutHeight => (Height + 2 * Padding - Kernel) / Stride + 1;
+    public int OutWidth => (Width + 2 * Padding - Kernel) / Stride + 1;
 }
+
+/// <summary>
+/// A run of channels copied between two NCHW tensors with the same N and spatial size S:
+/// dst[n, DstOffset + c, s] = src[n, SrcOffset + c, s] for c &lt; Count. Channel concatenation
+/// (forward) and its split (backward).
+/// </summary>
+public readonly record struct ChannelSlice(int N, int Spatial, int SrcChannels, int SrcOffset, int DstChannels, int DstOffset, int Count);
 
 /// <summary>
 /// A tensor seen as [N, C, S]: N samples, C channels, S spatial positions per channel
