@@ -36,6 +36,9 @@ public sealed class Network
 
     public int Classes { get; }
 
+    /// <summary>The batch in flight (step, sample indices), which dropout layers read.</summary>
+    public BatchContext Context { get; } = new();
+
     public IReadOnlyList<Layer> Layers { get; }
 
     public IReadOnlyList<Parameter> Parameters { get; }

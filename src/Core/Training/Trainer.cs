@@ -40,6 +40,7 @@ public sealed class Trainer
             config.DropLast);
         TotalSteps = config.TotalSteps(Sampler.BatchesPerEpoch);
         Schedule = config.Schedule(Sampler.BatchesPerEpoch);
+        network.Context.Seed = config.Seed;
         _step = new TrainingStep(backend, network, optimizer, collective, gradients);
         _evaluator = new Evaluator(backend, network);
     }
@@ -75,7 +76,7 @@ public sealed class Trainer
             double lr = LearningRateOf?.Invoke(step) ?? Schedule.At(step);
             _collective.BeginStep(step);
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            var result = _step.Run(_train, global.Slice(offset, count), global.Length, (float)lr);
+            var result = _step.Run(_train, global.Slice(offset, count), global.Length, (float)lr, step, epoch);
             double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
             StepCompleted?.Invoke(new StepReport(step, TotalSteps, epoch, lr, result, result.GlobalBatch / seconds));
             StepsRun = step + 1;

@@ -41,10 +41,13 @@ public sealed class TrainingStep
     /// <param name="dataset">The training set.</param>
     /// <param name="shard">This rank's sample indices (possibly none).</param>
     /// <param name="globalBatch">N, the number of samples over all ranks.</param>
-    public StepResult Run(Dataset dataset, ReadOnlySpan<int> shard, int globalBatch, float learningRate)
+    /// <param name="step">The global step (0-based), from which dropout draws its masks.</param>
+    /// <param name="epoch">The epoch of the step, from which augmentation draws.</param>
+    public StepResult Run(Dataset dataset, ReadOnlySpan<int> shard, int globalBatch, float learningRate, long step = 0, int epoch = 0)
     {
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        var x = Gather(dataset, shard);
+        _network.Context.Set(step, shard);
+        var x = Gather(dataset, shard, epoch);
         var timed = _collective as ITimedCollective;
         double statsBefore = timed?.ExchangeSeconds ?? 0;
 
@@ -68,7 +71,7 @@ public sealed class TrainingStep
             total - statsSeconds - gradientSeconds, statsSeconds, gradientSeconds);
     }
 
-    private Tensor Gather(Dataset dataset, ReadOnlySpan<int> shard)
+    private Tensor Gather(Dataset dataset, ReadOnlySpan<int> shard, int epoch)
     {
         int sampleSize = _network.SampleShape.Aggregate(1, (a, b) => a * b);
         int need = shard.Length * sampleSize;
