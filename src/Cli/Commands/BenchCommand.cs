@@ -92,8 +92,7 @@ public static class BenchCommand
     public static double StepFlops(Network network, int batch)
     {
         double flops = 0;
-        int[] shape = [batch, .. network.SampleShape];
-        foreach (var layer in network.Layers)
+        foreach (var (layer, shape) in network.LayerInputs(batch))
         {
             int[] output = layer.OutputShape(shape);
             double macs = layer switch
@@ -103,7 +102,6 @@ public static class BenchCommand
                 _ => 0,
             };
             flops += 2 * macs * (layer.ComputeInputGradient ? 3 : 2);
-            shape = output;
         }
         return flops;
     }

@@ -33,7 +33,6 @@ public sealed class BatchNorm : Layer
     private readonly int _channels;
     private readonly double _eps;
     private readonly ICollective _collective;
-    private readonly int _layerIndex;
 
     // Per-step scratch, allocated once: the exchanged sums and per-channel coefficients.
     private readonly double[] _stats, _gradSums, _meanMinusShift64, _variance64;
@@ -43,11 +42,11 @@ public sealed class BatchNorm : Layer
     private double _globalCount;
     private (long Gamma, long Beta, long Stats) _foldedAt = (-1, -1, -1);
 
-    public BatchNorm(IBackend backend, string name, int channels, ICollective collective, int layerIndex,
+    public BatchNorm(IBackend backend, string name, int channels, ICollective collective, int layerIndex = 0,
         double eps = DefaultEpsilon, double? momentum = DefaultMomentum) : base(backend, name)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(channels, 1);
-        (_channels, _eps, _collective, _layerIndex) = (channels, eps, collective, layerIndex);
+        (_channels, _eps, _collective, LayerIndex) = (channels, eps, collective, layerIndex);
         Running = new RunningStatistics(channels, momentum);
         Gamma = NewParameter("weight", channels);
         Beta = NewParameter("bias", channels);
@@ -73,8 +72,11 @@ public sealed class BatchNorm : Layer
 
     public int Channels => _channels;
 
-    /// <summary>The index of this layer among the network's batch norms: its collectives' "layer".</summary>
-    public int LayerIndex => _layerIndex;
+    /// <summary>
+    /// The index of this layer among the network's batch norms: its collectives' "layer".
+    /// A <see cref="Models.Network"/> numbers its batch norms in forward order.
+    /// </summary>
+    public int LayerIndex { get; internal set; }
 
     /// <summary>μ_run, σ²_run and num_batches_tracked.</summary>
     public RunningStatistics Running { get; }
@@ -124,7 +126,7 @@ public sealed class BatchNorm : Layer
         _stats[0] = _layout.CountPerChannel;
 
         // 2. exchange
-        _collective.AllReduceSum(_stats, CollectiveKind.BatchNormStats, _layerIndex);
+        _collective.AllReduceSum(_stats, CollectiveKind.BatchNormStats, LayerIndex);
 
         // 3. combine
         try
@@ -171,7 +173,7 @@ public sealed class BatchNorm : Layer
         Backend.Upload(_betaHost, Beta.Grad);
         Backend.Upload(_gammaHost, Gamma.Grad);
 
-        _collective.AllReduceSum(_gradSums, CollectiveKind.BatchNormGradSums, _layerIndex);
+        _collective.AllReduceSum(_gradSums, CollectiveKind.BatchNormGradSums, LayerIndex);
 
         if (!ComputeInputGradient) return dy;
         var dx = Reuse(ref _dx, dy.Shape);

@@ -20,6 +20,7 @@ public sealed class Flatten(IBackend backend) : Layer(backend, "")
     public override Tensor Backward(Tensor dy)
     {
         var shape = _inputShape ?? throw new InvalidOperationException("flatten: backward before forward");
+        if (!ComputeInputGradient) return dy;
         return View(dy, shape, ref _gradSource, ref _gradView);
     }
 

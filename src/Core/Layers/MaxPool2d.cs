@@ -4,25 +4,26 @@ using BnDist.Core.Tensors;
 namespace BnDist.Core.Layers;
 
 /// <summary>
-/// Max pooling, kernel k and stride k by default, no padding (PyTorch's MaxPool2d(k)).
-/// Backward sends each output's gradient to the first maximal input of its window.
+/// Max pooling (PyTorch's MaxPool2d(kernel, stride = kernel, padding), floor mode): padded
+/// positions never win. Backward sends each output's gradient to the first maximal input of its
+/// window. As PyTorch, the padding is at most half the kernel, so every window holds an input.
 /// </summary>
-public sealed class MaxPool2d(IBackend backend, int kernel, int stride = 0) : Layer(backend, "")
+public sealed class MaxPool2d : Layer
 {
-    private readonly int _kernel = kernel > 0 ? kernel : throw new ArgumentOutOfRangeException(nameof(kernel));
-    private readonly int _stride = stride > 0 ? stride : kernel;
+    private readonly int _kernel, _stride, _padding;
     private Tensor? _x, _y, _dx;
 
-    public override int[] OutputShape(int[] s)
+    public MaxPool2d(IBackend backend, int kernel, int stride = 0, int padding = 0) : base(backend, "")
     {
-        var g = Geometry(s);
-        return [s[0], s[1], g.OutHeight, g.OutWidth];
+        (_kernel, _stride, _padding) = PoolShape.Check("maxpool", kernel, stride, padding);
     }
+
+    public override int[] OutputShape(int[] s) => PoolShape.Output(Geometry(s));
 
     public override Tensor Forward(Tensor x, bool training)
     {
         var g = Geometry(x.Shape);
-        var y = Reuse(ref _y, [g.N, g.Channels, g.OutHeight, g.OutWidth]);
+        var y = Reuse(ref _y, PoolShape.Output(g));
         Backend.MaxPool2dForward(g, x, y);
         _x = x;
         return y;
@@ -31,15 +32,74 @@ public sealed class MaxPool2d(IBackend backend, int kernel, int stride = 0) : La
     public override Tensor Backward(Tensor dy)
     {
         var x = _x ?? throw new InvalidOperationException("maxpool: backward before forward");
+        if (!ComputeInputGradient) return dy;
         var dx = Reuse(ref _dx, x.Shape);
         Backend.MaxPool2dBackward(Geometry(x.Shape), x, _y!, dy, dx);
         return dx;
     }
 
-    private PoolGeometry Geometry(int[] s)
+    private PoolGeometry Geometry(int[] s) => PoolShape.Geometry($"maxpool({_kernel})", s, _kernel, _stride, _padding);
+}
+
+/// <summary>
+/// Average pooling (PyTorch's AvgPool2d(kernel, stride = kernel, padding) with
+/// count_include_pad = True, floor mode): every window's sum is divided by Kernel², padded
+/// positions counting as zeros. Backward spreads dy/Kernel² over each window.
+/// </summary>
+public sealed class AvgPool2d : Layer
+{
+    private readonly int _kernel, _stride, _padding;
+    private Tensor? _y, _dx;
+    private int[]? _inputShape;
+
+    public AvgPool2d(IBackend backend, int kernel, int stride = 0, int padding = 0) : base(backend, "")
     {
-        if (s.Length != 4 || s[2] < _kernel || s[3] < _kernel)
-            throw new ArgumentException($"maxpool({_kernel}) expects [N, C, H ≥ {_kernel}, W ≥ {_kernel}], got [{string.Join(", ", s)}]");
-        return new PoolGeometry(s[0], s[1], s[2], s[3], _kernel, _stride);
+        (_kernel, _stride, _padding) = PoolShape.Check("avgpool", kernel, stride, padding);
     }
+
+    public override int[] OutputShape(int[] s) => PoolShape.Output(Geometry(s));
+
+    public override Tensor Forward(Tensor x, bool training)
+    {
+        var g = Geometry(x.Shape);
+        var y = Reuse(ref _y, PoolShape.Output(g));
+        Backend.AvgPool2dForward(g, x, y);
+        _inputShape = x.Shape;
+        return y;
+    }
+
+    public override Tensor Backward(Tensor dy)
+    {
+        var shape = _inputShape ?? throw new InvalidOperationException("avgpool: backward before forward");
+        if (!ComputeInputGradient) return dy;
+        var dx = Reuse(ref _dx, shape);
+        Backend.AvgPool2dBackward(Geometry(shape), dy, dx);
+        return dx;
+    }
+
+    private PoolGeometry Geometry(int[] s) => PoolShape.Geometry($"avgpool({_kernel})", s, _kernel, _stride, _padding);
+}
+
+/// <summary>The argument and shape checks the pooling layers share.</summary>
+internal static class PoolShape
+{
+    public static (int Kernel, int Stride, int Padding) Check(string what, int kernel, int stride, int padding)
+    {
+        if (kernel < 1) throw new ArgumentOutOfRangeException(nameof(kernel), kernel, $"{what}: the kernel must be ≥ 1");
+        if (stride < 0) throw new ArgumentOutOfRangeException(nameof(stride), stride, $"{what}: the stride must be ≥ 1 (0: the kernel)");
+        if (padding < 0 || 2 * padding > kernel)
+            throw new ArgumentOutOfRangeException(nameof(padding), padding, $"{what}: the padding must be in [0, kernel/2]");
+        return (kernel, stride > 0 ? stride : kernel, padding);
+    }
+
+    public static PoolGeometry Geometry(string what, int[] s, int kernel, int stride, int padding)
+    {
+        var g = s.Length == 4 ? new PoolGeometry(s[0], s[1], s[2], s[3], kernel, stride, padding) : default;
+        if (s.Length != 4 || g.OutHeight < 1 || g.OutWidth < 1)
+            throw new ArgumentException(
+                $"{what} expects [N, C, H, W] with H + 2·{padding} ≥ {kernel} and W + 2·{padding} ≥ {kernel}, got [{string.Join(", ", s)}]");
+        return g;
+    }
+
+    public static int[] Output(in PoolGeometry g) => [g.N, g.Channels, g.OutHeight, g.OutWidth];
 }

@@ -20,6 +20,7 @@ public sealed class Relu(IBackend backend) : Layer(backend, "")
     public override Tensor Backward(Tensor dy)
     {
         var y = _y ?? throw new InvalidOperationException("relu: backward before forward");
+        if (!ComputeInputGradient) return dy;
         var dx = Reuse(ref _dx, y.Shape);
         Backend.ReluBackward(y, dy, dx);
         return dx;

@@ -20,6 +20,7 @@ public sealed class Sigmoid(IBackend backend) : Layer(backend, "")
     public override Tensor Backward(Tensor dy)
     {
         var y = _y ?? throw new InvalidOperationException("sigmoid: backward before forward");
+        if (!ComputeInputGradient) return dy;
         var dx = Reuse(ref _dx, y.Shape);
         Backend.SigmoidBackward(y, dy, dx);
         return dx;

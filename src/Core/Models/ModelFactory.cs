@@ -24,11 +24,24 @@ public sealed record NormalizationOptions(string Kind = "bn", double? Momentum =
 /// </summary>
 public static class ModelFactory
 {
-    public static readonly string[] Architectures = ["convnet", "mlp-paper", "mlp:W1,W2,…"];
+    public static readonly string[] Architectures = ["convnet", "mlp-paper", "mlp:W1,W2,…", "resnet20", "resnet56", BnInception.Name];
+
+    /// <summary>The sample shape of the embedded data (Fashion-MNIST), the default of <see cref="Create"/>.</summary>
+    public static readonly int[] FashionMnistShape = [1, 28, 28];
 
     /// <summary>Whether <paramref name="architecture"/> names a model this factory builds.</summary>
     public static bool IsKnown(string architecture) =>
-        architecture is "convnet" or "mlp-paper" || (architecture.StartsWith("mlp:", StringComparison.Ordinal) && TryMlpWidths(architecture, out _));
+        architecture is "convnet" or "mlp-paper" or BnInception.Name || TryResNetDepth(architecture, out _) ||
+        (architecture.StartsWith("mlp:", StringComparison.Ordinal) && TryMlpWidths(architecture, out _));
+
+    /// <summary>The depth of a <c>resnetD</c> name with D = 6n + 2 (8 ≤ D ≤ 1202); false otherwise.</summary>
+    public static bool TryResNetDepth(string architecture, out int depth)
+    {
+        depth = 0;
+        return architecture.StartsWith("resnet", StringComparison.Ordinal) &&
+               int.TryParse(architecture.AsSpan(6), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out depth) &&
+               depth is >= 8 and <= 1202 && (depth - 2) % 6 == 0 && architecture == $"resnet{depth}";
+    }
 
     /// <summary>The hidden widths of an <c>mlp:W1,W2,…</c> name; false when malformed.</summary>
     public static bool TryMlpWidths(string architecture, out int[] widths)
@@ -49,8 +62,15 @@ public static class ModelFactory
     }
     public static readonly string[] Normalizations = ["bn", "gn", "none"];
 
-    public static Network Create(string architecture, IBackend backend, ICollective collective, ulong seed, NormalizationOptions? norm = null)
+    /// <summary>
+    /// Builds <paramref name="architecture"/>. The image models take their input channels and
+    /// size from <paramref name="sampleShape"/> and their output width from <paramref name="classes"/>
+    /// (Fashion-MNIST's [1, 28, 28] and 10 by default); convnet and the MLPs are defined on 28×28.
+    /// </summary>
+    public static Network Create(string architecture, IBackend backend, ICollective collective, ulong seed, NormalizationOptions? norm = null,
+        int[]? sampleShape = null, int classes = 10)
     {
+        sampleShape ??= FashionMnistShape;
         norm ??= new NormalizationOptions();
         if (!Normalizations.Contains(norm.Kind))
             throw new ArgumentException($"unknown normalization '{norm.Kind}' (expected {string.Join(", ", Normalizations)})");
@@ -58,6 +78,8 @@ public static class ModelFactory
         {
             "convnet" => ConvNet(backend, collective, seed, norm),
             "mlp-paper" => PaperMlp(backend, collective, seed, norm),
+            BnInception.Name => BnInception.Create(backend, collective, sampleShape, classes, seed, norm),
+            _ when TryResNetDepth(architecture, out int depth) => ResNet.Create(depth, backend, collective, sampleShape, classes, seed, norm),
             _ when TryMlpWidths(architecture, out int[] widths) => Mlp(architecture, widths, backend, collective, seed, norm),
             _ => throw new ArgumentException($"unknown model '{architecture}' (expected {string.Join(", ", Architectures)})"),
         };

@@ -111,13 +111,10 @@ public sealed class Trainer
     public static string? BatchNormProblem(TrainingConfig config, Network network, int trainCount, int worldSize, long startStep)
     {
         // Values per channel that one sample gives each BN layer: the product of its input's spatial dimensions.
-        var perSample = new List<(string Name, long Values)>();
-        int[] shape = [1, .. network.SampleShape];
-        foreach (var layer in network.Layers)
-        {
-            if (layer is Layers.BatchNorm bn) perSample.Add((bn.Name, shape.Skip(2).Aggregate(1L, (a, b) => a * b)));
-            shape = layer.OutputShape(shape);
-        }
+        var perSample = network.LayerInputs(1)
+            .Where(l => l.Layer is Layers.BatchNorm)
+            .Select(l => (l.Layer.Name, Values: l.InputShape.Skip(2).Aggregate(1L, (a, b) => a * b)))
+            .ToList();
         int perEpoch = config.BatchesPerEpoch(trainCount);
         if (perSample.Count == 0 || perEpoch == 0) return null;
         long total = config.TotalSteps(perEpoch);

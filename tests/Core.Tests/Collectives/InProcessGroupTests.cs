@@ -29,6 +29,21 @@ public sealed class InProcessGroupTests(ITestOutputHelper output)
         Equivalence.AssertSameRun(single, perturbed, sharded, output);
     }
 
+    /// <summary>The same promise on graphs: residual sums and Inception concatenations, uneven and empty shards.</summary>
+    [Theory]
+    [InlineData("resnet20", 3, 10)]      // shards 4, 3, 3
+    [InlineData("resnet20", 4, 3)]       // rank 3 has an empty shard
+    [InlineData("bn-inception", 3, 7)]   // shards 3, 2, 2
+    public void K_ranks_equal_one_process_on_residual_and_inception_networks(string model, int k, int batch)
+    {
+        var data = Checkpoints.CheckpointTests.SyntheticData(3 * batch);
+        var config = new TrainingConfig { Model = model, BatchSize = batch, Steps = 3, Seed = 13, LearningRate = 0.05, Momentum = 0.9 };
+        var single = ShardedRun.TrainSingle(config, data);
+        var perturbed = ShardedRun.TrainSingle(config, Equivalence.RoundingPerturbed(data));
+        var sharded = ShardedRun.Train(config, data, k);
+        Equivalence.AssertSameRun(single, perturbed, sharded, output);
+    }
+
     [Fact]
     public void Ranks_calling_different_operations_fail_on_every_rank_with_the_mismatch_named()
     {

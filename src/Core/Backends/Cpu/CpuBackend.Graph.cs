@@ -1,16 +1,130 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using BnDist.Core.Tensors;
 
 namespace BnDist.Core.Backends.Cpu;
 
-// PLACEHOLDER while the graph ops are written (issue 12); replaced before it lands.
+/// <summary>
+/// Graph plumbing (residual sums, dropout products, channel copies for concatenation), average
+/// pooling and dropout. Elementwise work is split into shape-determined chunks over the pool;
+/// every reduction (an average) is a float32 sum in index order, so results are bit-identical
+/// from run to run and for any thread count.
+/// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    public void Add(Tensor a, Tensor b, Tensor y) => throw new NotImplementedException();
-    public void Multiply(Tensor a, Tensor b, Tensor y) => throw new NotImplementedException();
-    public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination) => throw new NotImplementedException();
-    public void AvgPool2dForward(in PoolGeometry g, Tensor x, Tensor y) => throw new NotImplementedException();
-    public void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx) => throw new NotImplementedException();
-    public void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y) => throw new NotImplementedException();
-    public void GlobalAvgPoolBackward(in ChannelLayout layout, Tensor dy, Tensor dx) => throw new NotImplementedException();
-    public void DropoutForward(int n, int sampleSize, ReadOnlySpan<ulong> sampleKeys, float p, Tensor x, Tensor mask, Tensor y) => throw new NotImplementedException();
+    private ulong[] _dropoutKeys = [];
+
+    public void Add(Tensor a, Tensor b, Tensor y)
+    {
+        float[] pa = D(a), pb = D(b), py = D(y);
+        CheckLength(pa.Length, b, nameof(b));
+        CheckLength(pa.Length, y, nameof(y));
+        ForChunks(pa.Length, (start, end) =>
+            TensorPrimitives.Add(pa.AsSpan(start, end - start), pb.AsSpan(start, end - start), py.AsSpan(start, end - start)));
+    }
+
+    public void Multiply(Tensor a, Tensor b, Tensor y)
+    {
+        float[] pa = D(a), pb = D(b), py = D(y);
+        CheckLength(pa.Length, b, nameof(b));
+        CheckLength(pa.Length, y, nameof(y));
+        ForChunks(pa.Length, (start, end) =>
+            TensorPrimitives.Multiply(pa.AsSpan(start, end - start), pb.AsSpan(start, end - start), py.AsSpan(start, end - start)));
+    }
+
+    public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)
+    {
+        var s = slice;
+        if (s.N < 0 || s.Spatial < 0 || s.Count < 0 || s.SrcOffset < 0 || s.DstOffset < 0 ||
+            s.SrcOffset + s.Count > s.SrcChannels || s.DstOffset + s.Count > s.DstChannels)
+            throw new ArgumentException($"{s}: the copied channels must lie within both tensors");
+        float[] src = D(source), dst = D(destination);
+        CheckLength(s.N * s.SrcChannels * s.Spatial, source, nameof(source));
+        CheckLength(s.N * s.DstChannels * s.Spatial, destination, nameof(destination));
+        int run = s.Count * s.Spatial;
+        if (run == 0) return;
+        ForChunks(s.N, (start, end) =>
+        {
+            for (int n = start; n < end; n++)
+                src.AsSpan((n * s.SrcChannels + s.SrcOffset) * s.Spatial, run).CopyTo(dst.AsSpan((n * s.DstChannels + s.DstOffset) * s.Spatial, run));
+        }, minChunk: Math.Max(1, 16384 / run));
+    }
+
+    public void AvgPool2dForward(in PoolGeometry g, Tensor x, Tensor y)
+    {
+        CheckPool(g, x, y);
+        float[] src = D(x), dst = D(y);
+        PoolGeometry geo = g;
+        ForChunks(g.N * g.Channels, (start, end) => CpuPooling.AvgForward(geo, src, dst, start, end), minChunk: 1);
+    }
+
+    public void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx)
+    {
+        CheckPool(g, dx, dy);
+        float[] g1 = D(dy), g0 = D(dx);
+        PoolGeometry geo = g;
+        ForChunks(g.N * g.Channels, (start, end) => CpuPooling.AvgBackward(geo, g1, g0, start, end), minChunk: 1);
+    }
+
+    public void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y)
+    {
+        int rows = layout.N * layout.Channels, s = layout.Spatial;
+        CheckLength(rows * s, x, nameof(x));
+        CheckLength(rows, y, nameof(y));
+        float[] src = D(x), dst = D(y);
+        float scale = 1f / s;
+        ForChunks(rows, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+            {
+                float sum = 0f;
+                foreach (float v in src.AsSpan(r * s, s)) sum += v;
+                dst[r] = sum * scale;
+            }
+        }, minChunk: Math.Max(1, 16384 / Math.Max(1, s)));
+    }
+
+    public void GlobalAvgPoolBackward(in ChannelLayout layout, Tensor dy, Tensor dx)
+    {
+        int rows = layout.N * layout.Channels, s = layout.Spatial;
+        CheckLength(rows, dy, nameof(dy));
+        CheckLength(rows * s, dx, nameof(dx));
+        float[] g1 = D(dy), g0 = D(dx);
+        float scale = 1f / s;
+        ForChunks(rows, (start, end) =>
+        {
+            for (int r = start; r < end; r++) g0.AsSpan(r * s, s).Fill(g1[r] * scale);
+        }, minChunk: Math.Max(1, 16384 / Math.Max(1, s)));
+    }
+
+    public void DropoutForward(int n, int sampleSize, ReadOnlySpan<ulong> sampleKeys, float p, Tensor x, Tensor mask, Tensor y)
+    {
+        if (!(p >= 0f && p < 1f)) throw new ArgumentOutOfRangeException(nameof(p), p, "the drop probability must be in [0, 1)");
+        if (sampleKeys.Length != n) throw new ArgumentException($"{sampleKeys.Length} sample keys for a batch of {n}");
+        CheckLength(n * sampleSize, x, nameof(x));
+        CheckLength(n * sampleSize, mask, nameof(mask));
+        CheckLength(n * sampleSize, y, nameof(y));
+        float[] src = D(x), m = D(mask), dst = D(y);
+        if (_dropoutKeys.Length < n) _dropoutKeys = new ulong[n];
+        sampleKeys.CopyTo(_dropoutKeys);
+        ulong[] keys = _dropoutKeys;
+        float keep = 1f / (1f - p);
+        ForChunks(n, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                int at = i * sampleSize;
+                for (int e = 0; e < sampleSize; e++) m[at + e] = DropoutMask.Keep(keys[i], e, p) ? keep : 0f;
+                TensorPrimitives.Multiply(src.AsSpan(at, sampleSize), m.AsSpan(at, sampleSize), dst.AsSpan(at, sampleSize));
+            }
+        }, minChunk: Math.Max(1, 16384 / Math.Max(1, sampleSize)));
+    }
+
+    /// <summary>x is [N, C, H, W] and y [N, C, OH, OW] of <paramref name="g"/>.</summary>
+    private static void CheckPool(in PoolGeometry g, Tensor x, Tensor y)
+    {
+        if (g.Kernel < 1 || g.Stride < 1 || g.Padding < 0 || g.OutHeight < 1 || g.OutWidth < 1)
+            throw new ArgumentException($"{g}: no window fits");
+        CheckLength(g.N * g.Channels * g.Height * g.Width, x, "the input");
+        CheckLength(g.N * g.Channels * g.OutHeight * g.OutWidth, y, "the output");
+    }
 }

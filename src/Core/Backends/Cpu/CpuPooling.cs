@@ -1,9 +1,13 @@
 namespace BnDist.Core.Backends.Cpu;
 
 /// <summary>
-/// Max pooling over planes [start, end) of an NCHW tensor (a plane is one channel of one
-/// sample). Backward recomputes each window's first maximum from x and y instead of storing
-/// indices, which keeps the forward output the only state and the result deterministic.
+/// Max and average pooling over planes [start, end) of an NCHW tensor (a plane is one channel
+/// of one sample), with zero padding (<see cref="PoolGeometry"/>): padded positions never win
+/// a max and count as zeros in an average, whose divisor is always Kernel² (PyTorch's
+/// count_include_pad = True). Max-pool backward recomputes each window's first maximum from x
+/// and y instead of storing indices, which keeps the forward output the only state and the
+/// result deterministic. Average-pool backward gathers, for each input, the windows that
+/// contain it, so every dx is written once, in a fixed order.
 /// </summary>
 internal static class CpuPooling
 {
@@ -15,16 +19,17 @@ internal static class CpuPooling
             int xBase = p * plane, yBase = p * outPlane;
             for (int i = 0; i < oh; i++)
             {
+                var (r0, r1) = Window(i, g.Stride, g.Padding, g.Kernel, g.Height);
                 for (int j = 0; j < ow; j++)
                 {
-                    int top = xBase + i * g.Stride * g.Width + j * g.Stride;
+                    var (c0, c1) = Window(j, g.Stride, g.Padding, g.Kernel, g.Width);
                     float best = float.NegativeInfinity;
-                    for (int ki = 0; ki < g.Kernel; ki++)
+                    for (int r = r0; r < r1; r++)
                     {
-                        int row = top + ki * g.Width;
-                        for (int kj = 0; kj < g.Kernel; kj++)
+                        int row = xBase + r * g.Width;
+                        for (int c = c0; c < c1; c++)
                         {
-                            float v = x[row + kj];
+                            float v = x[row + c];
                             if (v > best || float.IsNaN(v)) best = v;
                         }
                     }
@@ -43,25 +48,90 @@ internal static class CpuPooling
             Array.Clear(dx, xBase, plane);
             for (int i = 0; i < oh; i++)
             {
+                var (r0, r1) = Window(i, g.Stride, g.Padding, g.Kernel, g.Height);
                 for (int j = 0; j < ow; j++)
                 {
-                    int top = xBase + i * g.Stride * g.Width + j * g.Stride;
+                    var (c0, c1) = Window(j, g.Stride, g.Padding, g.Kernel, g.Width);
                     float best = y[yBase + i * ow + j];
-                    int at = FirstIndexOf(x, top, g.Width, g.Kernel, best);
+                    int at = FirstIndexOf(x, xBase, g.Width, r0, r1, c0, c1, best);
                     dx[at] += dy[yBase + i * ow + j];
                 }
             }
         }
     }
 
-    private static int FirstIndexOf(float[] x, int top, int width, int kernel, float value)
+    public static void AvgForward(PoolGeometry g, float[] x, float[] y, int start, int end)
     {
-        for (int ki = 0; ki < kernel; ki++)
+        int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, outPlane = oh * ow;
+        float scale = 1f / (g.Kernel * g.Kernel);
+        for (int p = start; p < end; p++)
         {
-            int row = top + ki * width;
-            for (int kj = 0; kj < kernel; kj++)
-                if (x[row + kj] == value || (float.IsNaN(value) && float.IsNaN(x[row + kj]))) return row + kj;
+            int xBase = p * plane, yBase = p * outPlane;
+            for (int i = 0; i < oh; i++)
+            {
+                var (r0, r1) = Window(i, g.Stride, g.Padding, g.Kernel, g.Height);
+                for (int j = 0; j < ow; j++)
+                {
+                    var (c0, c1) = Window(j, g.Stride, g.Padding, g.Kernel, g.Width);
+                    float sum = 0f;
+                    for (int r = r0; r < r1; r++)
+                    {
+                        int row = xBase + r * g.Width;
+                        for (int c = c0; c < c1; c++) sum += x[row + c];
+                    }
+                    y[yBase + i * ow + j] = sum * scale;
+                }
+            }
         }
-        return top;
+    }
+
+    public static void AvgBackward(PoolGeometry g, float[] dy, float[] dx, int start, int end)
+    {
+        int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, outPlane = oh * ow;
+        float scale = 1f / (g.Kernel * g.Kernel);
+        for (int p = start; p < end; p++)
+        {
+            int xBase = p * plane, yBase = p * outPlane;
+            for (int r = 0; r < g.Height; r++)
+            {
+                var (i0, i1) = Covering(r, g.Stride, g.Padding, g.Kernel, oh);
+                for (int c = 0; c < g.Width; c++)
+                {
+                    var (j0, j1) = Covering(c, g.Stride, g.Padding, g.Kernel, ow);
+                    float sum = 0f;
+                    for (int i = i0; i < i1; i++)
+                        for (int j = j0; j < j1; j++) sum += dy[yBase + i * ow + j];
+                    dx[xBase + r * g.Width + c] = sum * scale;
+                }
+            }
+        }
+    }
+
+    /// <summary>The input rows [from, to) of output row <paramref name="o"/>'s window, clipped to the unpadded input.</summary>
+    private static (int From, int To) Window(int o, int stride, int padding, int kernel, int size)
+    {
+        int top = o * stride - padding;
+        return (Math.Max(top, 0), Math.Min(top + kernel, size));
+    }
+
+    /// <summary>The output rows [from, to) whose windows contain input row <paramref name="r"/>.</summary>
+    private static (int From, int To) Covering(int r, int stride, int padding, int kernel, int outSize)
+    {
+        // o·stride − padding ≤ r < o·stride − padding + kernel
+        int from = Math.Max(0, (r + padding - kernel + stride) / stride);
+        if (r + padding - kernel + 1 <= 0) from = 0;
+        int to = Math.Min(outSize, (r + padding) / stride + 1);
+        return (from, Math.Max(from, to));
+    }
+
+    private static int FirstIndexOf(float[] x, int xBase, int width, int r0, int r1, int c0, int c1, float value)
+    {
+        for (int r = r0; r < r1; r++)
+        {
+            int row = xBase + r * width;
+            for (int c = c0; c < c1; c++)
+                if (x[row + c] == value || (float.IsNaN(value) && float.IsNaN(x[row + c]))) return row + c;
+        }
+        return xBase + r0 * width + c0;
     }
 }
