@@ -1,16 +1,109 @@
 using BnDist.Core.Tensors;
+using ILGPU;
+using ILGPU.Runtime;
 
 namespace BnDist.Core.Backends.Ilgpu;
 
-// PLACEHOLDER while the graph ops are written (issue 12); replaced before it lands.
+/// <summary>
+/// Graph plumbing (sums, products, channel copies), average pooling and dropout (kernels:
+/// Kernels/GraphKernels.cs, PoolKernels.cs). None of them waits for the device on CUDA or the
+/// simulator: dropout's N sample keys (8·N bytes) go to a reused device buffer (grown, never
+/// shrunk) by a copy queued behind the work before it, like a kernel (see <see cref="UploadAsync"/>).
+/// </summary>
 public sealed partial class IlgpuBackend
 {
-    public void Add(Tensor a, Tensor b, Tensor y) => throw new NotImplementedException();
-    public void Multiply(Tensor a, Tensor b, Tensor y) => throw new NotImplementedException();
-    public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination) => throw new NotImplementedException();
-    public void AvgPool2dForward(in PoolGeometry g, Tensor x, Tensor y) => throw new NotImplementedException();
-    public void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx) => throw new NotImplementedException();
-    public void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y) => throw new NotImplementedException();
-    public void GlobalAvgPoolBackward(in ChannelLayout layout, Tensor dy, Tensor dx) => throw new NotImplementedException();
-    public void DropoutForward(int n, int sampleSize, ReadOnlySpan<ulong> sampleKeys, float p, Tensor x, Tensor mask, Tensor y) => throw new NotImplementedException();
+    public void Add(Tensor a, Tensor b, Tensor y)
+    {
+        CheckLength(a.Length, b, nameof(b));
+        CheckLength(a.Length, y, nameof(y));
+        if (a.Length > 0) _add(Strided(a.Length), a.Length, V(a), V(b), V(y));
+    }
+
+    public void Multiply(Tensor a, Tensor b, Tensor y)
+    {
+        CheckLength(a.Length, b, nameof(b));
+        CheckLength(a.Length, y, nameof(y));
+        if (a.Length > 0) _multiply(Strided(a.Length), a.Length, V(a), V(b), V(y));
+    }
+
+    public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)
+    {
+        if (slice.N < 0 || slice.Spatial < 0 || slice.Count < 0 || slice.SrcOffset < 0 || slice.DstOffset < 0
+            || slice.SrcOffset + slice.Count > slice.SrcChannels || slice.DstOffset + slice.Count > slice.DstChannels)
+            throw new ArgumentException($"{slice}: the copied channels must lie within both tensors");
+        CheckLength(slice.N * slice.SrcChannels * slice.Spatial, source, nameof(source));
+        CheckLength(slice.N * slice.DstChannels * slice.Spatial, destination, nameof(destination));
+        int n = slice.N * slice.Count * slice.Spatial;
+        if (n > 0) _copyChannels(Strided(n), n, slice, V(source), V(destination));
+    }
+
+    public void AvgPool2dForward(in PoolGeometry g, Tensor x, Tensor y)
+    {
+        CheckPool(g, x, y);
+        int outputs = g.N * g.Channels * g.OutHeight * g.OutWidth;
+        if (outputs > 0) _avgPool(Strided(outputs), outputs, g, V(x), V(y));
+    }
+
+    public void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx)
+    {
+        CheckPool(g, dx, dy);
+        if (dx.Length > 0) _avgPoolBackward(Strided(dx.Length), dx.Length, g, V(dy), V(dx));
+    }
+
+    public void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y)
+    {
+        CheckLayout(layout, x);
+        int rows = layout.N * layout.Channels;
+        CheckLength(rows, y, nameof(y));
+        if (rows > 0) _globalAvgPool(Strided(rows), rows, layout.Spatial, V(x), V(y));
+    }
+
+    public void GlobalAvgPoolBackward(in ChannelLayout layout, Tensor dy, Tensor dx)
+    {
+        CheckLayout(layout, dx);
+        CheckLength(layout.N * layout.Channels, dy, nameof(dy));
+        if (dx.Length > 0) _globalAvgPoolBackward(Strided(dx.Length), dx.Length, layout.Spatial, V(dy), V(dx));
+    }
+
+    public void DropoutForward(int n, int sampleSize, ReadOnlySpan<ulong> sampleKeys, float p, Tensor x, Tensor mask, Tensor y)
+    {
+        if (!(p >= 0f && p < 1f)) throw new ArgumentOutOfRangeException(nameof(p), p, "the drop probability must be in [0, 1)");
+        if (sampleKeys.Length != n) throw new ArgumentException($"{sampleKeys.Length} sample keys for a batch of {n}");
+        CheckLength(n * sampleSize, x, nameof(x));
+        CheckLength(n * sampleSize, mask, nameof(mask));
+        CheckLength(n * sampleSize, y, nameof(y));
+        if (x.Length == 0) return;
+        var keys = Grow(ref _dropoutKeys, n);
+        UploadAsync(sampleKeys, keys);
+        _dropout(Strided(x.Length), x.Length, sampleSize, p, 1f / (1f - p), keys, V(x), V(mask), V(y));
+    }
+
+    /// <summary>
+    /// Copies <paramref name="source"/> to <paramref name="target"/> on the default stream without
+    /// waiting for the work queued before it (ordered after it, like a kernel). Safe where the copy
+    /// has taken the host memory when it returns: CUDA stages pageable memory before returning,
+    /// the CPU simulator copies at once. OpenCL's non-blocking write would read the span later, so
+    /// there the copy waits (as every upload of the other ops does).
+    /// </summary>
+    private unsafe void UploadAsync<T>(ReadOnlySpan<T> source, ArrayView<T> target) where T : unmanaged
+    {
+        if (Accelerator.AcceleratorType is AcceleratorType.Cuda or AcceleratorType.CPU)
+        {
+            fixed (T* data = source)
+                target.CopyFromCPUUnsafeAsync(ref *data, source.Length);
+        }
+        else
+        {
+            target.CopyFromCPU(source);
+        }
+    }
+
+    /// <summary>x is [N, C, H, W] and y [N, C, OH, OW] of <paramref name="g"/>.</summary>
+    private static void CheckPool(in PoolGeometry g, Tensor x, Tensor y)
+    {
+        if (g.Kernel < 1 || g.Stride < 1 || g.Padding < 0 || g.OutHeight < 1 || g.OutWidth < 1)
+            throw new ArgumentException($"{g}: no window fits");
+        CheckLength(g.N * g.Channels * g.Height * g.Width, x, "the input");
+        CheckLength(g.N * g.Channels * g.OutHeight * g.OutWidth, y, "the output");
+    }
 }

@@ -15,15 +15,16 @@ namespace BnDist.Core.Backends.Ilgpu;
 /// where it needs a value: <see cref="Download"/>, the per-channel sums of the batch-norm stages
 /// (2·C doubles) and the per-sample loss terms (3·N doubles). Uploads from host spans complete
 /// before they return (ILGPU copies pageable memory synchronously); each op uploads its
-/// per-channel coefficients in one packed copy.</para>
-/// <para>No device allocation in steady state: coefficient, sum, label and scratch buffers
+/// per-channel coefficients in one packed copy. Dropout's sample keys are the exception: they
+/// are queued without waiting where the accelerator allows it (IlgpuBackend.Graph.cs).</para>
+/// <para>No device allocation in steady state: coefficient, sum, label, dropout-key and scratch buffers
 /// (im2col columns, split-K partial products) are grown when too small and otherwise reused.</para>
 /// <para>Determinism: no float atomics anywhere. Reductions run in a fixed order (see
 /// <see cref="NormKernels"/>, <see cref="GemmKernels"/>), so results are bit-identical from run
 /// to run on the same accelerator. Per-channel statistics are accumulated in float64.</para>
-/// <para>The convolutions and linear layers are in IlgpuBackend.Dense.cs, activations and pooling in
-/// IlgpuBackend.Elementwise.cs, batch and group norm in IlgpuBackend.Normalization.cs, the loss
-/// and SGD in IlgpuBackend.Training.cs.</para>
+/// <para>The convolutions and linear layers are in IlgpuBackend.Dense.cs, activations and max pooling in
+/// IlgpuBackend.Elementwise.cs, graph plumbing, average pooling and dropout in IlgpuBackend.Graph.cs,
+/// batch and group norm in IlgpuBackend.Normalization.cs, the loss and SGD in IlgpuBackend.Training.cs.</para>
 /// </remarks>
 public sealed partial class IlgpuBackend : IBackend
 {
@@ -36,6 +37,11 @@ public sealed partial class IlgpuBackend : IBackend
     private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _reluBackward, _sigmoidBackward;
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _maxPool;
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _maxPoolBackward;
+    private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _avgPool, _avgPoolBackward;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _add, _multiply;
+    private readonly Action<KernelConfig, int, ChannelSlice, ArrayView<float>, ArrayView<float>> _copyChannels;
+    private readonly Action<KernelConfig, int, int, ArrayView<float>, ArrayView<float>> _globalAvgPool, _globalAvgPoolBackward;
+    private readonly Action<KernelConfig, int, int, float, float, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _dropout;
     private readonly Action<KernelConfig, GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _gemm;
     private readonly Action<KernelConfig, int, int, int, int, ArrayView<float>, ArrayView<float>> _sumPartials;
     private readonly Action<KernelConfig, int, ConvGeometry, int, ArrayView<float>, ArrayView<float>> _im2col, _col2im;
@@ -53,6 +59,7 @@ public sealed partial class IlgpuBackend : IBackend
     private MemoryBuffer1D<float, Stride1D.Dense>? _coeffs, _columns, _partials;
     private MemoryBuffer1D<double, Stride1D.Dense>? _sums;
     private MemoryBuffer1D<int, Stride1D.Dense>? _labels;
+    private MemoryBuffer1D<ulong, Stride1D.Dense>? _dropoutKeys;
     private float[] _coeffHost = [];
     private double[] _sumsHost = [];
 
@@ -80,6 +87,14 @@ public sealed partial class IlgpuBackend : IBackend
             _sigmoidBackward = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.SigmoidBackward);
             _maxPool = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.MaxForward);
             _maxPoolBackward = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(PoolKernels.MaxBackward);
+            _avgPool = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.AvgForward);
+            _avgPoolBackward = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.AvgBackward);
+            _add = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Add);
+            _multiply = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Multiply);
+            _copyChannels = a.LoadStreamKernel<int, ChannelSlice, ArrayView<float>, ArrayView<float>>(GraphKernels.CopyChannels);
+            _globalAvgPool = a.LoadStreamKernel<int, int, ArrayView<float>, ArrayView<float>>(GraphKernels.GlobalAvgForward);
+            _globalAvgPoolBackward = a.LoadStreamKernel<int, int, ArrayView<float>, ArrayView<float>>(GraphKernels.GlobalAvgBackward);
+            _dropout = a.LoadStreamKernel<int, int, float, float, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Dropout);
             _gemm = a.LoadStreamKernel<GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Gemm);
             _sumPartials = a.LoadStreamKernel<int, int, int, int, ArrayView<float>, ArrayView<float>>(GemmKernels.SumPartials);
             _im2col = a.LoadStreamKernel<int, ConvGeometry, int, ArrayView<float>, ArrayView<float>>(ConvKernels.Im2Col);
@@ -146,6 +161,7 @@ public sealed partial class IlgpuBackend : IBackend
         _partials?.Dispose();
         _sums?.Dispose();
         _labels?.Dispose();
+        _dropoutKeys?.Dispose();
         Accelerator.Dispose();
         _context.Dispose();
         GC.SuppressFinalize(this);

@@ -8,8 +8,9 @@ namespace BnDist.Core.Tests.Backends.Ilgpu;
 /// <summary>
 /// Every op of a backend under test against <see cref="CpuBackend"/> (the reference) on small
 /// shapes: odd sizes that are not multiples of the 64×64 GEMM tile, stride 2, padding, bias,
-/// N = 0, max-pool ties, batch norm on data with mean/std = 1e4. Bound to a device by a
-/// subclass; skipped where the device is absent.
+/// N = 0, max-pool ties and padding, in-place sums, batch norm on data with mean/std = 1e4.
+/// Bound to a device by a subclass; skipped where the device is absent. The graph ops of
+/// issue 12 are in BackendOpsTests.Graph.cs.
 /// </summary>
 /// <remarks>
 /// Tolerances, float32 unit roundoff u = 2⁻²⁴ (ε = 2u = 2⁻²³ ≈ 1.2e-7):
@@ -25,6 +26,15 @@ namespace BnDist.Core.Tests.Backends.Ilgpu;
 /// batch-norm elementwise stages): 2 ulps — bit equality on the CPU simulator except for a
 /// rare double rounding of the emulated FMA, and room for a GPU compiler that contracts a·b + c
 /// into an FMA.</item>
+/// <item>Add, Multiply, channel copies, max pooling, the dropout mask and y = x·mask, the dy/S of
+/// global average pooling's backward: each output is a copy or one correctly rounded operation
+/// (no product feeding a sum that a compiler could contract into an FMA): exactly equal. The
+/// dropout draw is integer hashing and a 24-bit integer times 2⁻²⁴, exact on every device, so
+/// the masks are equal bit for bit: a single differing element is a wrong mask, not rounding.</item>
+/// <item>Average pooling (and global average pooling): a sum of at most K² (S) float32 values,
+/// possibly in another order, then a division by K² (S) — the product bound above with |b| = 1
+/// and one more rounding: (K² + 1)·ε·Σ|x|/K², with Σ|x|/K² from the reference run on |x|.
+/// Its backward sums dy/K² over at most ⌈K/S⌉² ≤ K² windows: the same bound on |dy|.</item>
 /// <item>Sigmoid: the CPU rounds MathF.Exp and then the division; the kernel evaluates in float64
 /// and rounds once: 4 ulps.</item>
 /// <item>Group norm: float64 statistics in another order agree to ~1e-16; rounding the mean and
@@ -34,7 +44,7 @@ namespace BnDist.Core.Tests.Backends.Ilgpu;
 /// dlogits = scale·(p − onehot) with p computed in float64 either way: 2 ulps of |scale|.</item>
 /// </list>
 /// </remarks>
-public abstract class BackendOpsTests(BackendFixture fixture)
+public abstract partial class BackendOpsTests(BackendFixture fixture)
 {
     private const double Eps32 = 1.0 / (1 << 23);
     private const float MinNormal = 1.17549435e-38f; // 2⁻¹²⁶
@@ -165,18 +175,22 @@ public abstract class BackendOpsTests(BackendFixture fixture)
     }
 
     [SkippableTheory]
-    [InlineData(2, 3, 7, 6, 2, 2, false)]   // odd height: the last row is in no window
-    [InlineData(2, 2, 7, 7, 3, 2, false)]   // overlapping windows
-    [InlineData(3, 2, 8, 8, 2, 2, true)]    // ties: each window's gradient goes to its FIRST maximum
-    [InlineData(2, 2, 9, 9, 3, 2, true)]    // ties in overlapping windows
-    [InlineData(0, 2, 4, 4, 2, 2, false)]
-    public void MaxPool_MatchesCpu_ExactlyIncludingTies(int n, int c, int h, int w, int k, int s, bool ties)
+    [InlineData(2, 3, 7, 6, 2, 2, 0, "random")]   // odd height: the last row is in no window
+    [InlineData(2, 2, 7, 7, 3, 2, 0, "random")]   // overlapping windows
+    [InlineData(3, 2, 8, 8, 2, 2, 0, "ties")]     // ties: each window's gradient goes to its FIRST maximum
+    [InlineData(2, 2, 9, 9, 3, 2, 0, "ties")]     // ties in overlapping windows
+    [InlineData(2, 2, 8, 8, 3, 2, 1, "negative")] // bn-inception's 3×3 stride 2 pad 1: a padded zero must never win
+    [InlineData(2, 2, 7, 7, 3, 1, 1, "ties")]     // padding and ties in overlapping windows
+    [InlineData(1, 2, 6, 5, 2, 2, 1, "negative")] // kernel 2 pad 1: border windows of one or two values
+    [InlineData(0, 2, 4, 4, 2, 2, 0, "random")]
+    public void MaxPool_MatchesCpu_ExactlyIncludingTiesAndPadding(int n, int c, int h, int w, int k, int s, int p, string values)
     {
         var b = Backend;
-        var g = new PoolGeometry(n, c, h, w, k, s);
-        var rng = new Random(h * 31 + k);
+        var g = new PoolGeometry(n, c, h, w, k, s, p);
+        var rng = new Random(h * 31 + k + p);
         float[] x = Random(rng, n * c * h * w);
-        if (ties) x = [.. x.Select(v => MathF.Round(v * 1.5f))]; // values in {-2, …, 2}: many ties
+        if (values == "ties") x = [.. x.Select(v => MathF.Round(v * 1.5f))]; // values in {-2, …, 2}: many ties
+        if (values == "negative") x = [.. x.Select(v => -1 - MathF.Abs(v))];  // all < 0: padding counted as 0 would win
         float[] dy = Random(rng, n * c * g.OutHeight * g.OutWidth);
         float[] Run(IBackend be)
         {
@@ -189,7 +203,9 @@ public abstract class BackendOpsTests(BackendFixture fixture)
             be.MaxPool2dBackward(g, tx, ty, tg, tdx);
             return [.. be.Read(ty), .. be.Read(tdx)];
         }
-        Assert.Equal(Run(Cpu), Run(b));
+        float[] got = Run(b);
+        Assert.Equal(Run(Cpu), got);
+        if (values == "negative") Assert.All(got.AsSpan(0, n * c * g.OutHeight * g.OutWidth).ToArray(), v => Assert.True(v <= -1f, $"max {v}"));
     }
 
     // ---- batch norm -----------------------------------------------------------------------

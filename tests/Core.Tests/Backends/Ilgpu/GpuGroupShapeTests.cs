@@ -7,6 +7,7 @@ using BnDist.Core.Collectives;
 using BnDist.Core.Data;
 using BnDist.Core.Models;
 using BnDist.Core.Optim;
+using BnDist.Core.Tensors;
 using BnDist.Core.Training;
 using ILGPU;
 using Xunit.Abstractions;
@@ -66,7 +67,8 @@ public sealed class GpuGroupShapeTests(ITestOutputHelper output)
     /// shared arrays assume — a reduction group (NormKernels) a power of two of at most
     /// <see cref="NormKernels.MaxGroup"/> threads (TreeSum), a GEMM group of Side² threads whose K
     /// slice of 4·Side·SliceK floats fits <see cref="GemmKernels.SharedFloats"/>, SliceK a multiple
-    /// of <see cref="GemmKernels.TileK"/>, and a grid covering C. And every kernel is launched.
+    /// of <see cref="GemmKernels.TileK"/>, and a grid covering C. And every kernel is launched
+    /// (but those of <see cref="NotYetInAModel"/>, for now).
     /// </summary>
     [Fact]
     public void EveryLaunchOfEveryModel_AtBatch256_FitsCudaLimits_AndTheKernelsSharedArrays()
@@ -89,6 +91,109 @@ public sealed class GpuGroupShapeTests(ITestOutputHelper output)
             output.WriteLine($"{model}/{norm}: {launches.Count - before} launches");
         }
 
+        var failures = CheckLaunches(launches);
+
+        var launched = launches.Select(l => l.Name).ToHashSet();
+        var never = IlgpuKernels.Declared().Select(IlgpuKernels.Name).Where(k => !launched.Contains(k) && !NotYetInAModel.Contains(k)).ToList();
+        if (never.Count > 0) failures.Add($"never launched, so not checked: {string.Join(", ", never)}");
+        foreach (var g in launches.GroupBy(l => l.Name).OrderBy(g => g.Key, StringComparer.Ordinal))
+            output.WriteLine($"{g.Key}: {g.Count()} launches, largest grid {g.Max(l => l.Config.GridDim.X)} × {g.Max(l => l.Config.GridDim.Y)} × {g.Max(l => l.Config.GridDim.Z)}, " +
+                             $"groups {string.Join(", ", g.Select(l => l.Config.GroupDim.Size).Distinct())}");
+        Assert.NotEmpty(launches);
+        Assert.True(failures.Count == 0, string.Join("\n", failures.Distinct().Take(40)));
+    }
+
+    // issue 12: launched by resnet20/bn-inception once they land — the lead removes this set when
+    // they do (GraphOpsAtTheShapesOfBnInceptionAndResnet20 checks their launches meanwhile).
+    private static readonly HashSet<string> NotYetInAModel =
+    [
+        "GraphKernels.Add", "GraphKernels.Multiply", "GraphKernels.CopyChannels",
+        "GraphKernels.GlobalAvgForward", "GraphKernels.GlobalAvgBackward", "GraphKernels.Dropout",
+        "PoolKernels.AvgForward", "PoolKernels.AvgBackward",
+    ];
+
+    /// <summary>
+    /// The graph ops at the shapes bn-inception (28×28 input) and resnet20 give them at batch 256,
+    /// forward and backward, on the recording backend as above: each launch is held to the same
+    /// limits, and covers the elements it should (its first argument, the count of the grid-stride
+    /// loop). C is a guess where the models are not written yet; it changes only the counts.
+    /// </summary>
+    [Fact]
+    public void GraphOpsAtTheShapesOfBnInceptionAndResnet20_FitCudaLimits()
+    {
+        using var backend = IlgpuDevices.OpenCpuSimulator(groupSize: 256);
+        var launches = IlgpuKernels.RecordInsteadOfLaunching(backend);
+        var expected = new List<(string Kernel, int Count)>();
+        var tensors = new List<Tensor>();
+        Tensor T(params int[] shape)
+        {
+            var t = backend.Allocate(shape);
+            tensors.Add(t);
+            return t;
+        }
+        try
+        {
+            // bn-inception: 3×3 stride 1 pad 1 average pooling at every resolution, channel
+            // concatenation and its split, 3×3 stride 2 pad 1 max pooling 28 → 14 → 7.
+            foreach (var (c, side) in new[] { (96, 28), (256, 14), (352, 7) })
+            {
+                int count = Batch * c * side * side;
+                var avg = new PoolGeometry(Batch, c, side, side, 3, 1, 1);
+                var (x, y) = (T(Batch, c, side, side), T(Batch, c, side, side));
+                backend.AvgPool2dForward(avg, x, y);
+                backend.AvgPool2dBackward(avg, y, x);
+                var concat = T(Batch, 2 * c, side, side);
+                backend.CopyChannels(new ChannelSlice(Batch, side * side, c, 0, 2 * c, c, c), x, concat);
+                backend.CopyChannels(new ChannelSlice(Batch, side * side, 2 * c, c, c, 0, c), concat, x);
+                expected.AddRange([("PoolKernels.AvgForward", count), ("PoolKernels.AvgBackward", count),
+                    ("GraphKernels.CopyChannels", count), ("GraphKernels.CopyChannels", count)]);
+            }
+            foreach (var (c, side) in new[] { (160, 28), (320, 14) })
+            {
+                var max = new PoolGeometry(Batch, c, side, side, 3, 2, 1);
+                var (x, y) = (T(Batch, c, side, side), T(Batch, c, max.OutHeight, max.OutWidth));
+                backend.MaxPool2dForward(max, x, y);
+                backend.MaxPool2dBackward(max, x, y, y, x);
+                expected.AddRange([("PoolKernels.MaxForward", Batch * c * (side / 2) * (side / 2)), ("PoolKernels.MaxBackward", Batch * c * side * side)]);
+            }
+            // Global average pooling of the last 7×7 map, then dropout before the classifier: its
+            // mask, and dx = dy·mask in place.
+            foreach (int c in new[] { 352, 64 }) // bn-inception, resnet20
+            {
+                var layout = new ChannelLayout(Batch, c, 49);
+                var (x, y) = (T(Batch, c, 7, 7), T(Batch, c));
+                backend.GlobalAvgPoolForward(layout, x, y);
+                backend.GlobalAvgPoolBackward(layout, y, x);
+                var (mask, z) = (T(Batch, c), T(Batch, c));
+                backend.DropoutForward(Batch, c, new ulong[Batch], 0.5f, y, mask, z);
+                backend.Multiply(z, mask, z);
+                expected.AddRange([("GraphKernels.GlobalAvgForward", Batch * c), ("GraphKernels.GlobalAvgBackward", Batch * c * 49),
+                    ("GraphKernels.Dropout", Batch * c), ("GraphKernels.Multiply", Batch * c)]);
+            }
+            // resnet20: the residual sum of its first stage, in place.
+            var (a, r) = (T(Batch, 16, 28, 28), T(Batch, 16, 28, 28));
+            backend.Add(a, r, a);
+            expected.Add(("GraphKernels.Add", Batch * 16 * 28 * 28));
+        }
+        finally
+        {
+            foreach (var t in tensors) t.Dispose();
+        }
+
+        foreach (var l in launches)
+            output.WriteLine($"{l.Name}({l.Arguments[0]}): grid {l.Config.GridDim.X} × group {l.Config.GroupDim.X}");
+        Assert.Equal(expected, launches.Select(l => (l.Name, (int)l.Arguments[0]!)));
+        var failures = CheckLaunches(launches);
+        Assert.True(failures.Count == 0, string.Join("\n", failures.Distinct().Take(40)));
+    }
+
+    /// <summary>
+    /// Each launch held to CUDA's limits — a block of at most 1024 threads (x, y ≤ 1024, z ≤ 64),
+    /// a whole number of 32-thread warps, a grid of x ≤ 2³¹ − 1, y, z ≤ 65535, no dynamic shared
+    /// memory — and to what the kernels' shared arrays assume (see the test above).
+    /// </summary>
+    private static List<string> CheckLaunches(IEnumerable<IlgpuKernels.Launch> launches)
+    {
         var failures = new List<string>();
         foreach (var launch in launches)
         {
@@ -113,14 +218,6 @@ public sealed class GpuGroupShapeTests(ITestOutputHelper output)
                     failures.Add($"{at}: the grid does not cover C ({s.M} × {s.N}) with {tile}-wide tiles");
             }
         }
-
-        var launched = launches.Select(l => l.Name).ToHashSet();
-        var never = IlgpuKernels.Declared().Select(IlgpuKernels.Name).Where(k => !launched.Contains(k)).ToList();
-        if (never.Count > 0) failures.Add($"never launched, so not checked: {string.Join(", ", never)}");
-        foreach (var g in launches.GroupBy(l => l.Name).OrderBy(g => g.Key, StringComparer.Ordinal))
-            output.WriteLine($"{g.Key}: {g.Count()} launches, largest grid {g.Max(l => l.Config.GridDim.X)} × {g.Max(l => l.Config.GridDim.Y)} × {g.Max(l => l.Config.GridDim.Z)}, " +
-                             $"groups {string.Join(", ", g.Select(l => l.Config.GroupDim.Size).Distinct())}");
-        Assert.NotEmpty(launches);
-        Assert.True(failures.Count == 0, string.Join("\n", failures.Distinct().Take(40)));
+        return failures;
     }
 }
