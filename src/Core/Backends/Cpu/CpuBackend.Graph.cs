@@ -71,14 +71,13 @@ public sealed unsafe partial class CpuBackend
         CheckLength(rows * s, x, nameof(x));
         CheckLength(rows, y, nameof(y));
         float[] src = D(x), dst = D(y);
-        float scale = 1f / s;
         ForChunks(rows, (start, end) =>
         {
             for (int r = start; r < end; r++)
             {
                 float sum = 0f;
                 foreach (float v in src.AsSpan(r * s, s)) sum += v;
-                dst[r] = sum * scale;
+                dst[r] = sum / s;
             }
         }, minChunk: Math.Max(1, 16384 / Math.Max(1, s)));
     }
@@ -89,10 +88,9 @@ public sealed unsafe partial class CpuBackend
         CheckLength(rows, dy, nameof(dy));
         CheckLength(rows * s, dx, nameof(dx));
         float[] g1 = D(dy), g0 = D(dx);
-        float scale = 1f / s;
         ForChunks(rows, (start, end) =>
         {
-            for (int r = start; r < end; r++) g0.AsSpan(r * s, s).Fill(g1[r] * scale);
+            for (int r = start; r < end; r++) g0.AsSpan(r * s, s).Fill(g1[r] / s);
         }, minChunk: Math.Max(1, 16384 / Math.Max(1, s)));
     }
 

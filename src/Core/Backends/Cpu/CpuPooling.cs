@@ -4,7 +4,8 @@ namespace BnDist.Core.Backends.Cpu;
 /// Max and average pooling over planes [start, end) of an NCHW tensor (a plane is one channel
 /// of one sample), with zero padding (<see cref="PoolGeometry"/>): padded positions never win
 /// a max and count as zeros in an average, whose divisor is always Kernel² (PyTorch's
-/// count_include_pad = True). Max-pool backward recomputes each window's first maximum from x
+/// count_include_pad = True); as in PyTorch, forward divides the window's sum and backward sums
+/// dy/Kernel² over the windows, and so does the ILGPU backend, bit for bit. Max-pool backward recomputes each window's first maximum from x
 /// and y instead of storing indices, which keeps the forward output the only state and the
 /// result deterministic. Average-pool backward gathers, for each input, the windows that
 /// contain it, so every dx is written once, in a fixed order.
@@ -63,7 +64,7 @@ internal static class CpuPooling
     public static void AvgForward(PoolGeometry g, float[] x, float[] y, int start, int end)
     {
         int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, outPlane = oh * ow;
-        float scale = 1f / (g.Kernel * g.Kernel);
+        float area = g.Kernel * g.Kernel;
         for (int p = start; p < end; p++)
         {
             int xBase = p * plane, yBase = p * outPlane;
@@ -79,7 +80,7 @@ internal static class CpuPooling
                         int row = xBase + r * g.Width;
                         for (int c = c0; c < c1; c++) sum += x[row + c];
                     }
-                    y[yBase + i * ow + j] = sum * scale;
+                    y[yBase + i * ow + j] = sum / area;
                 }
             }
         }
@@ -88,7 +89,7 @@ internal static class CpuPooling
     public static void AvgBackward(PoolGeometry g, float[] dy, float[] dx, int start, int end)
     {
         int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, outPlane = oh * ow;
-        float scale = 1f / (g.Kernel * g.Kernel);
+        float area = g.Kernel * g.Kernel;
         for (int p = start; p < end; p++)
         {
             int xBase = p * plane, yBase = p * outPlane;
@@ -100,8 +101,8 @@ internal static class CpuPooling
                     var (j0, j1) = Covering(c, g.Stride, g.Padding, g.Kernel, ow);
                     float sum = 0f;
                     for (int i = i0; i < i1; i++)
-                        for (int j = j0; j < j1; j++) sum += dy[yBase + i * ow + j];
-                    dx[xBase + r * g.Width + c] = sum * scale;
+                        for (int j = j0; j < j1; j++) sum += dy[yBase + i * ow + j] / area;
+                    dx[xBase + r * g.Width + c] = sum;
                 }
             }
         }
