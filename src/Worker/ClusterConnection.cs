@@ -40,7 +40,22 @@ public sealed class ClusterConnection : IAsyncDisposable
     public GrpcCollective Collective { get; }
 
     /// <summary>Joins the run at <see cref="WorkerSettings.Coordinator"/> (retrying while it is not up yet) and opens the stream.</summary>
-    public static async Task<ClusterConnection> OpenAsync(WorkerSettings settings, Dataset train, Dataset test, IBackend backend,
+    public static Task<ClusterConnection> OpenAsync(WorkerSettings settings, Dataset train, Dataset test, IBackend backend,
+        ILogger logger, CancellationToken cancellation) =>
+        OpenAsync(settings, Fingerprint(train.Count, test.Count, train.Labels), backend, logger, cancellation);
+
+    /// <summary>
+    /// As the other overload, with the splits as read, before normalization: a worker joins before
+    /// it knows the run's configuration, which says how to normalize them.
+    /// </summary>
+    public static Task<ClusterConnection> OpenAsync(WorkerSettings settings, DataSplit train, DataSplit test, IBackend backend,
+        ILogger logger, CancellationToken cancellation) =>
+        OpenAsync(settings, Fingerprint(train.Count, test.Count, train.Labels), backend, logger, cancellation);
+
+    private static DatasetFingerprint Fingerprint(int trainCount, int testCount, ReadOnlySpan<int> trainLabels) =>
+        new() { TrainCount = trainCount, TestCount = testCount, TrainLabelsHash = LabelsHash(trainLabels) };
+
+    private static async Task<ClusterConnection> OpenAsync(WorkerSettings settings, DatasetFingerprint data, IBackend backend,
         ILogger logger, CancellationToken cancellation)
     {
         var channel = GrpcChannel.ForAddress(settings.Coordinator, new GrpcChannelOptions
@@ -61,7 +76,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             if (settings.Token is not null) headers.Add(RunToken.Header, RunToken.Scheme + settings.Token);
             // The ring listener is open before the join, so a neighbour can connect as soon as it knows the world.
             using var listener = TcpRing.Listen(settings.AdvertisedHost(), out string endpoint);
-            var join = await JoinAsync(settings, client, headers, train, test, backend.Name, endpoint, logger, cancellation);
+            var join = await JoinAsync(settings, client, headers, data, backend.Name, endpoint, logger, cancellation);
             var config = JsonSerializer.Deserialize<TrainingConfig>(join.ConfigJson)
                 ?? throw new ClusterException("the coordinator sent no run configuration");
             var timeout = TimeSpan.FromMilliseconds(join.OperationTimeoutMs);
@@ -143,15 +158,15 @@ public sealed class ClusterConnection : IAsyncDisposable
         _channel.Dispose();
     }
 
-    private static async Task<JoinReply> JoinAsync(WorkerSettings settings, Cluster.ClusterClient client, Metadata headers, Dataset train,
-        Dataset test, string device, string dataEndpoint, ILogger logger, CancellationToken cancellation)
+    private static async Task<JoinReply> JoinAsync(WorkerSettings settings, Cluster.ClusterClient client, Metadata headers, DatasetFingerprint data,
+        string device, string dataEndpoint, ILogger logger, CancellationToken cancellation)
     {
         var request = new JoinRequest
         {
             WorkerId = settings.WorkerId,
             Device = device,
             ProtocolVersion = WireLimits.ProtocolVersion,
-            Dataset = new DatasetFingerprint { TrainCount = train.Count, TestCount = test.Count, TrainLabelsHash = LabelsHash(train) },
+            Dataset = data,
             DataEndpoint = dataEndpoint,
         };
         // The coordinator may not be up yet (a cluster starting together): retry briefly while
@@ -184,10 +199,13 @@ public sealed class ClusterConnection : IAsyncDisposable
     }
 
     /// <summary>FNV-1a over the training labels: equal data on every worker, cheaply checked.</summary>
-    public static ulong LabelsHash(Dataset data)
+    public static ulong LabelsHash(Dataset data) => LabelsHash(data.Labels);
+
+    /// <summary>FNV-1a over labels, one step per label (labels below 256 hash as the bytes they were in IDX files).</summary>
+    public static ulong LabelsHash(ReadOnlySpan<int> labels)
     {
         ulong h = 14695981039346656037UL;
-        foreach (byte b in data.Labels) h = (h ^ b) * 1099511628211UL;
+        foreach (int label in labels) h = (h ^ (uint)label) * 1099511628211UL;
         return h;
     }
 }

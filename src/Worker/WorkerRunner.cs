@@ -32,12 +32,18 @@ public sealed class WorkerRunner(WorkerSettings settings, ILogger logger)
     {
         settings.Validate();
         string dataDir = settings.Data ?? Dataset.DefaultDirectory();
-        var train = Dataset.Load(dataDir, train: true);
-        var test = Dataset.Load(dataDir, train: false);
+        // Read and checked now, normalized once the run's configuration (--normalize) has arrived with the join.
+        DataSplit? trainSplit = DataDirectory.Read(dataDir, train: true), testSplit = DataDirectory.Read(dataDir, train: false);
+        DataSets.Check(trainSplit, testSplit);
 
         using var backend = BackendFactory.Create(settings.Device, settings.Threads);
-        await using var connection = await ClusterConnection.OpenAsync(settings, train, test, backend, logger, cancellation);
+        await using var connection = await ClusterConnection.OpenAsync(settings, trainSplit, testSplit, backend, logger, cancellation);
         var (join, config, collective) = (connection.Join, connection.Config, connection.Collective);
+        var data = DataSets.Create(trainSplit, testSplit, config.Normalize, dataDir);
+        if (join.Rank == 0 && (trainSplit.Format == DataFormat.SafeTensors || config.Normalize != ""))
+            logger.LogInformation("normalize: {Normalization} ({Origin})", data.Normalization, data.NormalizationOrigin);
+        (trainSplit, testSplit) = (null, null);   // the raw copies: garbage from here on (locals of an async method live to its end)
+        var (train, test) = (data.Train, data.Test);
         logger.LogInformation("Worker {WorkerId} is rank {Rank} of {World} in run {RunId} on {Device}; shard of step 0: {Shard} samples",
             settings.WorkerId, join.Rank, join.WorldSize, join.RunId, backend.Name,
             DistributedSampler.ShardOf(Math.Min(config.BatchSize, train.Count), join.WorldSize, join.Rank).Count);

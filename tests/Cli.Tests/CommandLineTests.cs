@@ -63,8 +63,8 @@ public sealed class CommandLineTests
     }
 
     [Theory]
-    [InlineData(new[] { "train" }, new[] { "--batch-size", "--keep-last-batch", "--threads", "--device", "--data", "--resume", "--override-config" })]
-    [InlineData(new[] { "launch" }, new[] { "--workers", "--threads-per-worker", "--device", "--data", "--save-init", "--metrics-out", "--sync-bn" })]
+    [InlineData(new[] { "train" }, new[] { "--batch-size", "--keep-last-batch", "--normalize", "--augment", "--threads", "--device", "--data", "--resume", "--override-config" })]
+    [InlineData(new[] { "launch" }, new[] { "--normalize", "--augment", "--workers", "--threads-per-worker", "--device", "--data", "--save-init", "--metrics-out", "--sync-bn" })]
     [InlineData(new[] { "coordinator" }, new[] { "--workers", "--host", "--port", "--save-init", "--metrics-out", "--resume" })]
     [InlineData(new[] { "worker" }, new[] { "--coordinator", "--worker-id", "--device", "--threads", "--data", "--token-file", "--advertise" })]
     [InlineData(new[] { "eval" }, new[] { "--checkpoint", "--data", "--threads", "--device" })]

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using BnDist.Core.Checkpoints;
 
 namespace BnDist.Cli.Tests;
 
@@ -16,7 +17,31 @@ internal sealed class TinyData : IDisposable
         Write("t10k", test, rng);
     }
 
+    private TinyData(string path) => Path = path;
+
     public string Path { get; }
+
+    /// <summary>
+    /// The same kind of data as train.safetensors and test.safetensors, as
+    /// <c>safetensors.numpy.save_file({"images": x, "labels": y}, …)</c> writes them: uint8 images
+    /// [n, 28, 28, 1] (NHWC: one channel), int64 labels i mod 10.
+    /// </summary>
+    public static TinyData SafeTensors(int train, int test)
+    {
+        var data = new TinyData(Directory.CreateTempSubdirectory("bndist-tiny-st-").FullName);
+        var rng = new Random(train * 31 + test);
+        foreach (var (name, count) in new[] { ("train", train), ("test", test) })
+        {
+            var file = new SafeTensorsFile();
+            var pixels = new byte[count * 28 * 28];
+            rng.NextBytes(pixels);
+            file.Add("images", SafeDType.U8, [count, 28, 28, 1], pixels);
+            file.AddI64("labels", [count], Enumerable.Range(0, count).Select(i => (long)(i % 10)).ToArray());
+            using var stream = System.IO.File.Create(data.File($"{name}.safetensors"));
+            file.Write(stream);
+        }
+        return data;
+    }
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 

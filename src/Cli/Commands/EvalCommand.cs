@@ -15,7 +15,7 @@ public static class EvalCommand
     {
         var checkpoint = Opt.InputFile("--checkpoint", "the checkpoint to evaluate");
         checkpoint.Required = true;
-        var data = Opt.InputDirectory("--data", "directory of the four IDX files (default: the embedded Fashion-MNIST subset)");
+        var data = Opt.InputDirectory("--data", TrainCommand.DataHelp);
         var threads = Opt.Int("--threads", "CPU threads (0: all cores)", 0, min: 0);
         var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu", "auto", "D");
         var command = new Command("eval", "test accuracy of a checkpoint") { checkpoint, data, threads, device };
@@ -29,7 +29,9 @@ public static class EvalCommand
         using var backend = Devices.Open(device, threads);
         var network = ModelFactory.Create(info.Model, backend, SingleProcessCollective.Instance, 0, new NormalizationOptions(info.Norm));
         Checkpoint.Load(path, backend, network, optimizer: null);
-        var test = Opt.LoadData(data, train: false);
+        // The checkpoint's run's normalization; computed from the training split when it was computed then.
+        var test = Opt.LoadData(data, info.Config?.Normalize ?? "").Test;
+        if (test.MismatchWith(info.Model, network.SampleShape, network.Classes) is { } mismatch) throw new UsageException(mismatch);
         var (loss, accuracy) = new Evaluator(backend, network).Evaluate(test);
         System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{path}: {info.Model}/{info.Norm} at step {info.Step}; {test.Count} test images: accuracy {accuracy:F4}, loss {loss:F4}"));

@@ -29,7 +29,7 @@ public static class LaunchCommand
         var setup = new ClusterSetup("launch", defaultPort: 0, knownModel: true);
         var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu; cuda and opencl give the local ranks the GPUs round-robin",
             "auto", "D");
-        var data = Opt.InputDirectory("--data", "directory of the four IDX files the workers read (default: the embedded Fashion-MNIST subset)");
+        var data = Opt.InputDirectory("--data", "the workers' data: " + TrainCommand.DataHelp);
         var threads = Opt.Int("--threads-per-worker", "CPU threads of each worker (default: the cores divided by --workers)", null, min: 1);
         var command = new Command("launch", "a local cluster: coordinator + K worker processes");
         setup.AddTo(command);
@@ -44,10 +44,12 @@ public static class LaunchCommand
         int threads = threadsOption ?? Math.Max(1, Environment.ProcessorCount / settings.Workers);
         var config = settings.Training;
         // What the workers would find only after joining: say it now, before any process starts.
-        var trainCount = Opt.LoadData(dataDir, train: true).Count;
+        var trainSet = Opt.LoadData(dataDir, config.Normalize).Train;
+        int trainCount = trainSet.Count;
         using (var cpu = new CpuBackend(1))
         {
             var shapes = ModelFactory.Create(config.Model, cpu, SingleProcessCollective.Instance, config.Seed, config.Normalization);
+            if (trainSet.MismatchWith(config.Model, shapes.SampleShape, shapes.Classes) is { } mismatch) throw new UsageException(mismatch);
             long startStep = settings.Resume is null ? 0 : Checkpoint.ReadInfo(settings.Resume).Step;
             if (config.BatchesPerEpoch(trainCount) == 0)
                 throw new UsageException($"--batch-size: the training set has {trainCount} samples, no whole batch of {config.BatchSize} " +

@@ -115,19 +115,30 @@ internal static class Opt
     }
 
     /// <summary>
-    /// Loads a split of the data set: a --data directory that lacks its files or holds malformed
-    /// ones is a usage error naming --data; the default directory's problems stay errors (exit 1).
+    /// Loads the training and test sets (docs/data.md) normalized as <paramref name="normalize"/>
+    /// says: a --data directory that lacks its files or holds malformed ones is a usage error
+    /// naming --data, a --normalize that does not fit the data one naming --normalize; the default
+    /// directory's problems stay errors (exit 1).
     /// </summary>
-    public static BnDist.Core.Data.Dataset LoadData(string? dataOption, bool train)
+    public static BnDist.Core.Data.DataSets LoadData(string? dataOption, string normalize)
     {
-        if (dataOption is null) return BnDist.Core.Data.Dataset.Load(BnDist.Core.Data.Dataset.DefaultDirectory(), train);
         try
         {
-            return BnDist.Core.Data.Dataset.Load(dataOption, train);
+            return BnDist.Core.Data.DataSets.Load(dataOption ?? BnDist.Core.Data.Dataset.DefaultDirectory(), normalize);
         }
-        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
+        catch (Exception e) when (dataOption is not null && e is FileNotFoundException or InvalidDataException)
         {
             throw new UsageException($"--data: {e.Message}");
         }
+        catch (ArgumentException e) when (e.Message.StartsWith("--normalize", StringComparison.Ordinal))
+        {
+            throw new UsageException(e.Message);
+        }
     }
+
+    /// <summary>The line that says how the inputs were normalized, or null for the IDX default (nothing to say).</summary>
+    public static string? NormalizationLine(BnDist.Core.Data.DataSets data, string normalize) =>
+        data.Train.Normalization == BnDist.Core.Data.InputNormalization.FashionMnist && string.IsNullOrWhiteSpace(normalize)
+            ? null
+            : $"normalize: {data.Normalization} ({data.NormalizationOrigin})";
 }

@@ -54,6 +54,12 @@ internal sealed class RunOptions
             c => c.BnMomentum, (c, v) => c with { BnMomentum = v });
         Add(Opt.String("--bn-mode", "running averages: ema (exponential) or cumulative (the population average)", d.BnMode, "ema|cumulative"),
             "bn mode", true, c => c.BnMode, (c, v) => c with { BnMode = v });
+        Add(Opt.String("--normalize", "input normalization: MEAN,STD per channel (or one pair for all); default: the training set's " +
+                                      "statistics for uint8 safetensors data, Fashion-MNIST's for IDX, none for float32", helpName: "MEAN,STD[,…]"),
+            "normalize", true, c => c.Normalize, (c, v) => c with { Normalize = Core.Data.InputNormalization.Canonical(v) });
+        Add(Opt.String("--augment", "training-time augmentation: crop:P (random crop, zero padding P), flip (horizontal, p = 0.5), " +
+                                    "e.g. crop:4,flip", helpName: "LIST"),
+            "augment", true, c => c.Augment, (c, v) => c with { Augment = Core.Data.Augmentation.Canonical(v) });
         if (cluster)
             Add(Opt.Choice("--sync-bn", "off: each worker normalizes with its own shard (plain DDP)", "on", "on", "off"), "sync bn", true,
                 c => c.SyncBatchNorm ? "on" : "off", (c, v) => c with { SyncBatchNorm = v == "on" });

@@ -15,11 +15,15 @@ namespace BnDist.Cli.Commands;
 /// <summary><c>bndist train</c>: single-process training with progress, metrics and checkpoints.</summary>
 public static class TrainCommand
 {
+    /// <summary>The help of --data, for every command that reads data.</summary>
+    internal const string DataHelp = "the four IDX files, or train.safetensors and test.safetensors (docs/data.md); " +
+                                     "default: the embedded Fashion-MNIST subset";
+
     public static Command Create(CancellationToken cancellation)
     {
         var run = new RunOptions(cluster: false);
         var files = new RunFileOptions();
-        var data = Opt.InputDirectory("--data", "directory of the four IDX files (default: the embedded Fashion-MNIST subset)");
+        var data = Opt.InputDirectory("--data", DataHelp);
         var threads = Opt.Int("--threads", "CPU threads (0: all cores)", 0, min: 0);
         var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu", "auto", "D");
         var command = new Command("train", "train in this process");
@@ -39,8 +43,8 @@ public static class TrainCommand
             line => System.Console.WriteLine($"bndist train: {line}"), out long startStep);
 
         string dataDir = dataOption ?? Dataset.DefaultDirectory();  // for the header
-        var train = Opt.LoadData(dataOption, train: true);
-        var test = Opt.LoadData(dataOption, train: false);
+        var data = Opt.LoadData(dataOption, config.Normalize);
+        var (train, test) = (data.Train, data.Test);
         using var backend = Devices.Open(device, threads);
         var network = ModelFactory.Create(config.Model, backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
@@ -68,8 +72,10 @@ public static class TrainCommand
             $"bndist train: {config.Model}/{config.Norm}, {network.ParameterCount:N0} parameters, device {backend.Name}" +
             (backend is Core.Backends.Cpu.CpuBackend cpu ? $" ({cpu.Threads} threads)" : ""));
         int dropped = config.DropLast ? train.Count % config.BatchSize : 0;
+        if (Opt.NormalizationLine(data, config.Normalize) is { } normalization) System.Console.WriteLine(normalization);
         System.Console.WriteLine(
-            $"data {dataDir}: {train.Count} train, {test.Count} test; global batch {config.BatchSize}, 1 worker " +
+            $"data {dataDir}: {train.Count} train, {test.Count} test ({string.Join("×", train.SampleShape)}, {train.Classes} classes)" +
+            (config.Augment != "" ? $", augment {config.Augment}" : "") + $"; global batch {config.BatchSize}, 1 worker " +
             $"(shards [{config.BatchSize}]); {trainer.Sampler.BatchesPerEpoch} steps/epoch" +
             (dropped > 0 ? $" (the last {dropped} samples of each epoch's order dropped)" : "") + $", {trainer.TotalSteps} steps, " +
             $"lr {config.LearningRate} {config.LrSchedule}" + (startStep > 0 ? $"; resuming at step {startStep}" : ""));

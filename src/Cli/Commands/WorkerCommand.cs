@@ -19,7 +19,7 @@ public static class WorkerCommand
             helpName: "ID");
         var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu (default auto)", helpName: "D");
         var threads = Opt.Int("--threads", "CPU threads (default 0: all cores)", null, min: 0);
-        var data = Opt.InputDirectory("--data", "directory of the four IDX files (default: the embedded Fashion-MNIST subset)");
+        var data = Opt.InputDirectory("--data", TrainCommand.DataHelp);
         var tokenFile = Opt.InputFile("--token-file", $"the run token (else the environment variable {Protos.RunToken.EnvironmentVariable})");
         var advertise = Opt.String("--advertise", "where the other workers reach this one for the gradient ring " +
                                                   "(default: 127.0.0.1 with a coordinator on loopback, else this host's name)", helpName: "HOST");

@@ -1,10 +1,12 @@
 namespace BnDist.Core.Data;
 
 /// <summary>
-/// An in-memory Fashion-MNIST split: <see cref="Count"/> single-channel images as normalized
-/// float32, contiguous in NCHW layout [Count, 1, Rows, Cols], and their class labels in
-/// [0, <see cref="Classes"/>). Pixels p ∈ [0, 255] are stored as (p/255 − <see cref="Mean"/>) / <see cref="Std"/>
-/// (the Fashion-MNIST training-set mean and standard deviation).
+/// An in-memory split of a data set: <see cref="Count"/> images as normalized float32,
+/// contiguous in NCHW layout [Count, <see cref="Channels"/>, <see cref="Rows"/>, <see cref="Cols"/>],
+/// and their class labels in [0, <see cref="Classes"/>). Made from the files by
+/// <see cref="Load"/> or <see cref="DataSets"/> (docs/data.md): Fashion-MNIST's IDX files
+/// (1×28×28, 10 classes, pixels p stored as (p/255 − <see cref="Mean"/>) / <see cref="Std"/>)
+/// or safetensors files of any shape, normalized per channel (<see cref="InputNormalization"/>).
 /// </summary>
 /// <remarks>Immutable after construction; safe to read from several threads.</remarks>
 public sealed class Dataset
@@ -30,37 +32,49 @@ public sealed class Dataset
     private static readonly float[] NormalizeTable = BuildNormalizeTable();
 
     private readonly float[] _images;
-    private readonly byte[] _labels;
+    private readonly int[] _labels;
 
     /// <summary>
-    /// Wraps already-normalized images (taking ownership of the arrays): <paramref name="images"/>
-    /// is [count, 1, rows, cols] with count = <paramref name="labels"/>.Length.
+    /// Wraps already-normalized Fashion-MNIST-shaped images (taking ownership of the arrays):
+    /// <paramref name="images"/> is [count, 1, rows, cols] with count = <paramref name="labels"/>.Length, 10 classes.
     /// </summary>
     /// <exception cref="ArgumentException">The lengths disagree or a label is not in [0, 10).</exception>
     public Dataset(float[] images, byte[] labels, int rows, int cols)
+        : this(images, ToInts(labels), 1, rows, cols, ClassCount)
+    {
+    }
+
+    /// <summary>
+    /// Wraps already-normalized images (taking ownership of the arrays): <paramref name="images"/>
+    /// is [count, channels, rows, cols] with count = <paramref name="labels"/>.Length.
+    /// </summary>
+    /// <exception cref="ArgumentException">The lengths disagree or a label is not in [0, <paramref name="classes"/>).</exception>
+    public Dataset(float[] images, int[] labels, int channels, int rows, int cols, int classes)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(labels);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(channels);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(cols);
-        if ((long)labels.Length * rows * cols != images.Length)
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(classes);
+        long expected = (long)labels.Length * channels * rows * cols;
+        if (expected != images.Length)
             throw new ArgumentException(
-                $"images has {images.Length} values, expected {labels.Length} labels × {rows}×{cols} = {(long)labels.Length * rows * cols}",
+                $"images has {images.Length} values, expected {labels.Length} labels × {channels}×{rows}×{cols} = {expected}",
                 nameof(images));
-        int bad = IndexOfBadLabel(labels);
+        int bad = labels.AsSpan().IndexOfAnyExceptInRange(0, classes - 1);
         if (bad >= 0)
-            throw new ArgumentException($"label {labels[bad]} at index {bad} is not in [0, {ClassCount})", nameof(labels));
+            throw new ArgumentException($"label {labels[bad]} at index {bad} is not in [0, {classes})", nameof(labels));
         _images = images;
         _labels = labels;
-        Rows = rows;
-        Cols = cols;
+        (Channels, Rows, Cols, Classes) = (channels, rows, cols, classes);
     }
 
     /// <summary>Number of samples.</summary>
     public int Count => _labels.Length;
 
-    /// <summary>Channels per image (1: grayscale).</summary>
-    public int Channels => 1;
+    /// <summary>Channels per image (1: grayscale, 3: RGB).</summary>
+    public int Channels { get; }
 
     /// <summary>Image height.</summary>
     public int Rows { get; }
@@ -68,32 +82,53 @@ public sealed class Dataset
     /// <summary>Image width.</summary>
     public int Cols { get; }
 
-    /// <summary>Number of classes (10).</summary>
-    public int Classes => ClassCount;
+    /// <summary>Number of classes: labels lie in [0, Classes) (10 for IDX data; docs/data.md for safetensors).</summary>
+    public int Classes { get; }
+
+    /// <summary>[Channels, Rows, Cols]: the shape a model's input sample must have (a fresh array).</summary>
+    public int[] SampleShape => [Channels, Rows, Cols];
 
     /// <summary>Floats per sample: Channels·Rows·Cols.</summary>
-    public int SampleSize => Rows * Cols;
+    public int SampleSize => Channels * Rows * Cols;
 
-    /// <summary>All images, [Count, 1, Rows, Cols], normalized.</summary>
+    /// <summary>All images, [Count, Channels, Rows, Cols], normalized.</summary>
     public ReadOnlySpan<float> Images => _images;
 
     /// <summary>All labels, in [0, Classes).</summary>
-    public ReadOnlySpan<byte> Labels => _labels;
+    public ReadOnlySpan<int> Labels => _labels;
 
     /// <summary>Where the data was read from (a directory), or null for an in-memory dataset.</summary>
     public string? Source { get; private init; }
 
-    /// <summary>Sample <paramref name="index"/>'s image, [1, Rows, Cols].</summary>
+    /// <summary>What the images were normalized with, or null when built from normalized floats.</summary>
+    public InputNormalization? Normalization { get; private init; }
+
+    /// <summary>Sample <paramref name="index"/>'s image, [Channels, Rows, Cols].</summary>
     public ReadOnlySpan<float> Image(int index) => _images.AsSpan(CheckIndex(index) * SampleSize, SampleSize);
 
     /// <summary>Sample <paramref name="index"/>'s label.</summary>
     public int Label(int index) => _labels[CheckIndex(index)];
 
-    /// <summary>The normalized value of raw pixel <paramref name="pixel"/>: (pixel/255 − Mean) / Std.</summary>
+    /// <summary>
+    /// Why a model <paramref name="model"/> that takes samples of <paramref name="inputShape"/> and
+    /// has <paramref name="outputs"/> class outputs cannot learn this data (another number of values
+    /// per sample, fewer outputs than classes), or null when it can.
+    /// </summary>
+    public string? MismatchWith(string model, ReadOnlySpan<int> inputShape, int outputs)
+    {
+        long size = 1;
+        foreach (int d in inputShape) size *= d;
+        if (size == SampleSize && outputs >= Classes) return null;
+        string where = Source is null ? "the data" : $"the data in '{Source}'";
+        return $"{where} has samples of {string.Join("×", SampleShape)} in {Classes} classes, but the model {model} takes " +
+               $"{string.Join("×", inputShape.ToArray())} and has {outputs} outputs";
+    }
+
+    /// <summary>The normalized value of raw Fashion-MNIST pixel <paramref name="pixel"/>: (pixel/255 − Mean) / Std.</summary>
     public static float Normalize(byte pixel) => NormalizeTable[pixel];
 
     /// <summary>
-    /// Builds a dataset from raw pixels [count, rows, cols] (normalizing them) and labels [count].
+    /// Builds a Fashion-MNIST-shaped dataset from raw pixels [count, rows, cols] (normalizing them) and labels [count].
     /// </summary>
     public static Dataset FromPixels(ReadOnlySpan<byte> pixels, ReadOnlySpan<byte> labels, int rows, int cols)
     {
@@ -107,36 +142,40 @@ public sealed class Dataset
     }
 
     /// <summary>
-    /// Loads the training split (<paramref name="train"/> = true: train-images-idx3-ubyte,
-    /// train-labels-idx1-ubyte) or the test split (t10k-…) from <paramref name="directory"/>;
-    /// each file may be gzip-compressed (name + ".gz", preferred when both exist) or raw.
+    /// Loads the training split (<paramref name="train"/> = true) or the test split of
+    /// <paramref name="directory"/> with the data's default normalization (<see cref="DataSets.Create"/>).
+    /// IDX (Fashion-MNIST): train-images-idx3-ubyte and train-labels-idx1-ubyte, or t10k-…, each
+    /// gzip-compressed (name + ".gz", preferred when both exist) or raw. Safetensors
+    /// (<see cref="DataDirectory"/>): the test split needs the training split too, for its classes
+    /// and normalization.
     /// </summary>
     /// <exception cref="FileNotFoundException">A file is missing (the message names the directory and the names looked for).</exception>
-    /// <exception cref="InvalidDataException">A file is malformed, the image and label counts differ, or a label is ≥ 10.</exception>
+    /// <exception cref="InvalidDataException">A file is malformed, the image and label counts differ, or a label is out of range.</exception>
     public static Dataset Load(string directory, bool train)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        string prefix = train ? "train" : "t10k";
-        string split = train ? "training" : "test";
-        string imagesPath = Find(directory, $"{prefix}-images-idx3-ubyte", $"{split} images");
-        string labelsPath = Find(directory, $"{prefix}-labels-idx1-ubyte", $"{split} labels");
+        if (DataDirectory.FormatOf(directory) == DataFormat.Idx)
+            return Create(DataDirectory.Read(directory, train), InputNormalization.FashionMnist, ClassCount, directory);
+        var sets = DataSets.Load(directory);
+        return train ? sets.Train : sets.Test;
+    }
 
-        var images = IdxReader.ReadImages(imagesPath);
-        var labels = IdxReader.ReadLabels(labelsPath);
-        if (images.Count != labels.Length)
-            throw new InvalidDataException(
-                $"Fashion-MNIST {split} set in '{directory}': {imagesPath} has {images.Count} images " +
-                $"but {labelsPath} has {labels.Length} labels");
-        int bad = IndexOfBadLabel(labels);
+    /// <summary>Normalizes <paramref name="split"/>; a label outside [0, <paramref name="classes"/>) is an error naming its file.</summary>
+    internal static Dataset Create(DataSplit split, InputNormalization normalization, int classes, string? source)
+    {
+        int bad = split.IndexOfLabelOutside(classes);
         if (bad >= 0)
-            throw new InvalidDataException($"{labelsPath}: label {labels[bad]} at index {bad} is not in [0, {ClassCount})");
-
-        return new Dataset(NormalizeAll(images.Pixels), labels, images.Rows, images.Cols) { Source = directory };
+            throw new InvalidDataException($"{split.LabelsSource}: label {split.Labels[bad]} at index {bad} is not in [0, {classes})");
+        return new Dataset(normalization.Apply(split), split.LabelsArray, split.Channels, split.Rows, split.Cols, classes)
+        {
+            Source = source,
+            Normalization = normalization,
+        };
     }
 
     /// <summary>
     /// Copies the samples named by <paramref name="indices"/> (in that order) into
-    /// <paramref name="images"/> ([indices.Length, 1, Rows, Cols], normalized) and
+    /// <paramref name="images"/> ([indices.Length, Channels, Rows, Cols], normalized) and
     /// <paramref name="labels"/> ([indices.Length]). The destinations may be longer than needed;
     /// only their prefixes are written. Allocates nothing.
     /// </summary>
@@ -203,19 +242,6 @@ public sealed class Dataset
         return null;
     }
 
-    private static string Find(string directory, string name, string what)
-    {
-        string gz = Path.Combine(directory, name + ".gz");
-        if (File.Exists(gz))
-            return gz;
-        string raw = Path.Combine(directory, name);
-        if (File.Exists(raw))
-            return raw;
-        string why = Directory.Exists(directory) ? "" : " (the directory does not exist)";
-        throw new FileNotFoundException(
-            $"Fashion-MNIST {what} not found in '{directory}'{why}: looked for {name}.gz and {name}", gz);
-    }
-
     private int CheckIndex(int index)
     {
         if ((uint)index >= (uint)_labels.Length)
@@ -223,8 +249,13 @@ public sealed class Dataset
         return index;
     }
 
-    private static int IndexOfBadLabel(ReadOnlySpan<byte> labels) =>
-        labels.IndexOfAnyExceptInRange((byte)0, (byte)(ClassCount - 1));
+    private static int[] ToInts(byte[] labels)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        var result = new int[labels.Length];
+        for (int i = 0; i < labels.Length; i++) result[i] = labels[i];
+        return result;
+    }
 
     private static float[] NormalizeAll(ReadOnlySpan<byte> pixels)
     {

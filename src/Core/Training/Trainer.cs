@@ -33,6 +33,8 @@ public sealed class Trainer
     {
         (_config, _network, _train, _test) = (config.Validate(knownModel: false), network, train, test);
         _collective = collective;
+        foreach (var data in new[] { train, test })
+            if (data?.MismatchWith(network.Architecture, network.SampleShape, network.Classes) is { } mismatch) throw new ArgumentException(mismatch);
         if (config.BatchesPerEpoch(train.Count) == 0)
             throw new ArgumentException($"--batch-size: the training set has {train.Count} samples, no whole batch of {config.BatchSize} " +
                                         "(--keep-last-batch trains on the short one)");
@@ -41,7 +43,7 @@ public sealed class Trainer
         TotalSteps = config.TotalSteps(Sampler.BatchesPerEpoch);
         Schedule = config.Schedule(Sampler.BatchesPerEpoch);
         network.Context.Seed = config.Seed;
-        _step = new TrainingStep(backend, network, optimizer, collective, gradients);
+        _step = new TrainingStep(backend, network, optimizer, collective, gradients) { Augmentation = config.Augmentation };
         _evaluator = new Evaluator(backend, network);
     }
 

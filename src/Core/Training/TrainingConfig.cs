@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+using BnDist.Core.Data;
 using BnDist.Core.Models;
 using BnDist.Core.Optim;
 
@@ -41,8 +43,20 @@ public sealed record TrainingConfig
     /// would give one whenever the training set's size mod the batch size is 1.
     /// </summary>
     public bool DropLast { get; init; } = true;
+    /// <summary>
+    /// The input normalization, <c>--normalize MEAN,STD[,MEAN,STD…]</c> (<see cref="InputNormalization.Parse"/>);
+    /// "" for the data's default: Fashion-MNIST's for IDX data, the training set's statistics for
+    /// uint8 safetensors, none for float32 (docs/data.md). The workers apply it after they join.
+    /// </summary>
+    public string Normalize { get; init; } = "";
+    /// <summary>The training-time augmentation, <c>--augment crop:P,flip</c> (<see cref="Data.Augmentation.Parse"/>); "" for none.</summary>
+    public string Augment { get; init; } = "";
 
     public NormalizationOptions Normalization => new(Norm, BnMode == "cumulative" ? null : BnMomentum);
+
+    /// <summary><see cref="Augment"/> parsed: null for none.</summary>
+    [JsonIgnore]
+    public Augmentation? Augmentation => Data.Augmentation.Parse(Augment);
 
     /// <summary>
     /// Throws an ArgumentException naming the first invalid setting. A coordinator never builds
@@ -64,6 +78,8 @@ public sealed record TrainingConfig
         Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), "--weight-decay: must be ≥ 0");
         Require(BnMomentum > 0 && BnMomentum <= 1, "--bn-momentum: must lie in (0, 1]");
         Require(BnMode is "ema" or "cumulative", $"--bn-mode: unknown mode '{BnMode}' (expected ema, cumulative)");
+        if (!string.IsNullOrWhiteSpace(Normalize)) InputNormalization.Parse(Normalize);
+        _ = Augmentation;
         return this;
     }
 

@@ -38,6 +38,9 @@ public sealed class TrainingStep
         _loss = new SoftmaxCrossEntropy(backend);
     }
 
+    /// <summary>Applied to every training batch after it is gathered (null: none); draws from the network's seed.</summary>
+    public Augmentation? Augmentation { get; init; }
+
     /// <param name="dataset">The training set.</param>
     /// <param name="shard">This rank's sample indices (possibly none).</param>
     /// <param name="globalBatch">N, the number of samples over all ranks.</param>
@@ -78,6 +81,7 @@ public sealed class TrainingStep
         if (_images.Length < need) _images = new float[need];
         if (_labels.Length < shard.Length) _labels = new int[shard.Length];
         dataset.Gather(shard, _images.AsSpan(0, need), _labels.AsSpan(0, shard.Length));
+        Augmentation?.Apply(_images.AsSpan(0, need), shard, dataset.Channels, dataset.Rows, dataset.Cols, _network.Context.Seed, epoch);
         int[] shape = [shard.Length, .. _network.SampleShape];
         if (_input is null || !_input.HasShape(shape))
         {

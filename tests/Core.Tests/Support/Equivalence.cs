@@ -26,7 +26,7 @@ internal static class Equivalence
     public static Dataset RoundingPerturbed(Dataset data)
     {
         float[] images = [.. data.Images.ToArray().Select((v, i) => i % 97 == 0 ? MathF.BitIncrement(v) : v)];
-        return new Dataset(images, data.Labels.ToArray(), data.Rows, data.Cols);
+        return new Dataset(images, data.Labels.ToArray(), data.Channels, data.Rows, data.Cols, data.Classes);
     }
 
     /// <summary>The largest elementwise |a − b|/(|b| + 1e-2) over losses and all state, with where it occurred.</summary>

@@ -14,7 +14,8 @@ internal sealed record RunResult(Dictionary<string, float[]> State, List<double>
 /// <summary>Trains the same config on K in-process ranks (one thread each) or in one process.</summary>
 internal static class ShardedRun
 {
-    public static RunResult Train(TrainingConfig config, Dataset data, int worldSize)
+    public static RunResult Train(TrainingConfig config, Dataset data, int worldSize,
+        Func<TrainingConfig, IBackend, ICollective, Network>? build = null)
     {
         var group = new InProcessGroup(worldSize, TimeSpan.FromSeconds(60));
         var results = new RunResult[worldSize];
@@ -22,7 +23,7 @@ internal static class ShardedRun
         {
             using var backend = new CpuBackend(1);
             var member = group.Members[rank].WithBackend(backend);
-            results[rank] = TrainRank(config, data, backend, member, member);
+            results[rank] = TrainRank(config, data, backend, member, member, build);
         })).ToList();
         Exception? error = null;
         foreach (var t in threads) t.Start();
