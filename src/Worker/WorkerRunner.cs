@@ -49,7 +49,8 @@ public sealed class WorkerRunner(WorkerSettings settings, ILogger logger)
             DistributedSampler.ShardOf(Math.Min(config.BatchSize, train.Count), join.WorldSize, join.Rank).Count);
 
         ICollective bnCollective = config.SyncBatchNorm ? collective : SingleProcessCollective.Instance;
-        var network = (ModelBuilder ?? DefaultModel)(config, backend, bnCollective);
+        var network = ModelBuilder?.Invoke(config, backend, bnCollective) ??
+                      ModelFactory.Create(config.Model, backend, bnCollective, config.Seed, config.Normalization, train.SampleShape, train.Classes);
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
         await connection.PrepareAsync(network, optimizer, backend, cancellation);
         if (join.Rank == 0) collective.CaptureState = steps => Checkpoint.ToBytes(backend, network, optimizer, steps, config);
@@ -81,7 +82,4 @@ public sealed class WorkerRunner(WorkerSettings settings, ILogger logger)
         foreach (var b in network.Buffers) state[b.Name] = b.Floats?.ToArray() ?? [b.Longs![0]];
         return new WorkerOutcome(join.Rank, join.WorldSize, trainer.StepsRun, state, losses, accuracy);
     }
-
-    private static Network DefaultModel(TrainingConfig config, IBackend backend, ICollective collective) =>
-        ModelFactory.Create(config.Model, backend, collective, config.Seed, config.Normalization);
 }

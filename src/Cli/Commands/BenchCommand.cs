@@ -49,7 +49,7 @@ public static class BenchCommand
         var data = Dataset.Load(Dataset.DefaultDirectory(), train: true);
         if (batch > data.Count) throw new UsageException($"--batch-size {batch} exceeds the {data.Count} embedded samples");
         using var backend = Devices.Open(device, threads);
-        var network = ModelFactory.Create(model, backend, SingleProcessCollective.Instance, 0, config.Normalization);
+        var network = ModelFactory.Create(model, backend, SingleProcessCollective.Instance, 0, config.Normalization, data.SampleShape, data.Classes);
         var optimizer = new Sgd(backend, network.Parameters, 0.9f, 5e-4f);
         var step = new TrainingStep(backend, network, optimizer, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance);
         int[] indices = [.. Enumerable.Range(0, batch)];

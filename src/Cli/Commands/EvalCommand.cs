@@ -27,10 +27,11 @@ public static class EvalCommand
     {
         var info = Checkpoint.ReadInfo(path);
         using var backend = Devices.Open(device, threads);
-        var network = ModelFactory.Create(info.Model, backend, SingleProcessCollective.Instance, 0, new NormalizationOptions(info.Norm));
-        Checkpoint.Load(path, backend, network, optimizer: null);
         // The checkpoint's run's normalization; computed from the training split when it was computed then.
         var test = Opt.LoadData(data, info.Config?.Normalize ?? "").Test;
+        var network = ModelFactory.Create(info.Model, backend, SingleProcessCollective.Instance, 0, new NormalizationOptions(info.Norm),
+            test.SampleShape, test.Classes);
+        Checkpoint.Load(path, backend, network, optimizer: null);
         if (test.MismatchWith(info.Model, network.SampleShape, network.Classes) is { } mismatch) throw new UsageException(mismatch);
         var (loss, accuracy) = new Evaluator(backend, network).Evaluate(test);
         System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -48,7 +48,8 @@ public static class LaunchCommand
         int trainCount = trainSet.Count;
         using (var cpu = new CpuBackend(1))
         {
-            var shapes = ModelFactory.Create(config.Model, cpu, SingleProcessCollective.Instance, config.Seed, config.Normalization);
+            var shapes = ModelFactory.Create(config.Model, cpu, SingleProcessCollective.Instance, config.Seed, config.Normalization,
+                trainSet.SampleShape, trainSet.Classes);
             if (trainSet.MismatchWith(config.Model, shapes.SampleShape, shapes.Classes) is { } mismatch) throw new UsageException(mismatch);
             long startStep = settings.Resume is null ? 0 : Checkpoint.ReadInfo(settings.Resume).Step;
             if (config.BatchesPerEpoch(trainCount) == 0)

@@ -46,7 +46,8 @@ public static class TrainCommand
         var data = Opt.LoadData(dataOption, config.Normalize);
         var (train, test) = (data.Train, data.Test);
         using var backend = Devices.Open(device, threads);
-        var network = ModelFactory.Create(config.Model, backend, SingleProcessCollective.Instance, config.Seed, config.Normalization);
+        var network = ModelFactory.Create(config.Model, backend, SingleProcessCollective.Instance, config.Seed, config.Normalization,
+            train.SampleShape, train.Classes);
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
         if (init is not null) Checkpoint.Load(init, backend, network, optimizer: null);
         if (resume is not null) Checkpoint.Load(resume, backend, network, optimizer);
