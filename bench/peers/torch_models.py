@@ -41,6 +41,7 @@ import torch_inception
 import torch_resnet
 
 ARCHITECTURES = ("convnet", "mlp-paper", "resnet20", "resnet56", "bn-inception")
+CLASSES = 10  # Fashion-MNIST's (load_fashion_mnist rejects any other label)
 NORMALIZATIONS = ("bn", "gn", "none")
 
 # Fashion-MNIST training-set pixel statistics after scaling to [0, 1] (src/Core/Data/Dataset.cs).
@@ -321,7 +322,7 @@ def step_flops(model, batch, sample_shape=(1, 28, 28)):
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(batch, *sample_shape))
+            model(torch.zeros(batch, *sample_shape, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
         for h in handles:
