@@ -8,10 +8,14 @@ names, so `model.state_dict()` has exactly the keys of a BnDist checkpoint:
              -> fc1 (3136->128, no bias) -> bn3 (BatchNorm1d) -> ReLU -> fc2 (128->10, bias)
   mlp-paper: flatten -> fc1 (784->100, no bias) -> bn1 -> sigmoid -> fc2 (100->100) -> bn2
              -> sigmoid -> fc3 (100->100) -> bn3 -> sigmoid -> fc4 (100->10, bias)
+  resnet20, resnet56: He et al.'s CIFAR ResNets with torchvision's names (torch_resnet.py)
+  bn-inception:       BN-Inception scaled to 28x28, GoogLeNet's names (torch_inception.py)
 
-norm="bn" (the default) is what BnDist trains by default; "gn" (GroupNorm, min(8, C) groups,
-modules gn1...; like BnDist it rejects mlp-paper, whose 100 channels do not split into 8) and
-"none" (the layers get biases) follow ModelFactory too. Initialization is PyTorch's own; load a
+in_channels and classes (1 and 10 for Fashion-MNIST) size the first and the last layer; convnet
+and mlp-paper assume 28x28 inputs. norm="bn" (the default) is what BnDist trains by default;
+"gn" (GroupNorm, min(8, C) groups, modules gn1...; like BnDist it rejects mlp-paper, whose 100
+channels do not split into 8) and "none" (the layers get biases) follow ModelFactory too, for
+convnet and mlp-paper only. `python3 torch_model_names.py` lists and checks every model's names. Initialization is PyTorch's own; load a
 BnDist checkpoint to start from BnDist's (load_into).
 
     import torch_models as tm
@@ -33,8 +37,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import safetensors_io
+import torch_inception
+import torch_resnet
 
-ARCHITECTURES = ("convnet", "mlp-paper")
+ARCHITECTURES = ("convnet", "mlp-paper", "resnet20", "resnet56", "bn-inception")
+CLASSES = 10  # Fashion-MNIST's (load_fashion_mnist rejects any other label)
 NORMALIZATIONS = ("bn", "gn", "none")
 
 # Fashion-MNIST training-set pixel statistics after scaling to [0, 1] (src/Core/Data/Dataset.cs).
@@ -78,16 +85,16 @@ class _Chain(nn.Module):
 
 
 class ConvNet(_Chain):
-    def __init__(self, norm="bn"):
+    def __init__(self, norm="bn", in_channels=1, classes=10):
         super().__init__(norm)
         biased = norm == "none"
-        self.conv1 = nn.Conv2d(1, 32, 3, padding=1, bias=biased)
+        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1, bias=biased)
         self._norm(1, 32, True)
         self.conv2 = nn.Conv2d(32, 64, 3, padding=1, bias=biased)
         self._norm(2, 64, True)
         self.fc1 = nn.Linear(64 * 7 * 7, 128, bias=biased)
         self._norm(3, 128, False)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(128, classes)
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.n(1, self.conv1(x))), 2)
@@ -100,14 +107,14 @@ class ConvNet(_Chain):
 class PaperMlp(_Chain):
     """The BN paper's MNIST network (section 4.1): weights from N(0, 0.01^2) as in BnDist."""
 
-    def __init__(self, norm="bn"):
+    def __init__(self, norm="bn", in_channels=1, classes=10):
         super().__init__(norm)
         biased = norm == "none"
-        widths = [784, 100, 100, 100]
+        widths = [in_channels * 784, 100, 100, 100]
         for i in range(3):
             setattr(self, f"fc{i + 1}", nn.Linear(widths[i], widths[i + 1], bias=biased))
             self._norm(i + 1, widths[i + 1], False)
-        self.fc4 = nn.Linear(100, 10)
+        self.fc4 = nn.Linear(100, classes)
         for fc in (self.fc1, self.fc2, self.fc3, self.fc4):
             nn.init.normal_(fc.weight, 0.0, 0.01)
             if fc.bias is not None:
@@ -121,12 +128,19 @@ class PaperMlp(_Chain):
         return self.fc4(x)
 
 
-def build(architecture, norm="bn"):
+def build(architecture, norm="bn", in_channels=1, classes=10):
+    """The twin of BnDist's `architecture` for inputs of in_channels channels and classes classes."""
     if architecture == "convnet":
-        return ConvNet(norm)
+        return ConvNet(norm, in_channels, classes)
     if architecture == "mlp-paper":
-        return PaperMlp(norm)
-    raise ValueError(f"unknown model {architecture!r} (expected {', '.join(ARCHITECTURES)})")
+        return PaperMlp(norm, in_channels, classes)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown model {architecture!r} (expected {', '.join(ARCHITECTURES)})")
+    if norm != "bn":
+        raise ValueError(f"{architecture}: only norm 'bn' is defined (got {norm!r})")
+    if architecture == "bn-inception":
+        return torch_inception.build(in_channels, classes)
+    return torch_resnet.build(architecture, in_channels, classes)
 
 
 # ---- BnDist checkpoints -------------------------------------------------------------------
@@ -154,11 +168,30 @@ def load_checkpoint(path):
     return state, momentum, metadata
 
 
+def check_names(model, state, source):
+    """Raises ValueError naming every key of model.state_dict() that state lacks, every key of
+    state the model does not have, and every shape that differs (source names state's origin)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: {tuple(state[k].shape)}, model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        lines = [f"{source} does not fit the PyTorch twin {type(model).__name__} "
+                 f"({len(state)} tensors, the twin has {len(expected)}):"]
+        lines += [f"  missing from {source}: {k}" for k in missing]
+        lines += [f"  unexpected in {source}: {k}" for k in unexpected]
+        lines += [f"  shape differs: {s}" for s in shapes]
+        raise ValueError("\n".join(lines))
+
+
 def load_into(model, path, optimizer=None):
-    """Loads a BnDist checkpoint into model (strict: every key must match) and, when an
-    optimizer (torch.optim.SGD over model.parameters()) is given and the checkpoint has
-    them, its momentum buffers. Returns the checkpoint metadata."""
+    """Loads a BnDist checkpoint into model (strict: every key must match, else a ValueError
+    names each missing, unexpected or misshapen key) and, when an optimizer (torch.optim.SGD
+    over model.parameters()) is given and the checkpoint has them, its momentum buffers.
+    Returns the checkpoint metadata."""
     state, momentum, metadata = load_checkpoint(path)
+    check_names(model, state, path)
     model.load_state_dict(state, strict=True)
     if optimizer is not None and momentum:
         for name, p in model.named_parameters():
@@ -289,7 +322,7 @@ def step_flops(model, batch, sample_shape=(1, 28, 28)):
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(batch, *sample_shape))
+            model(torch.zeros(batch, *sample_shape, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
         for h in handles:

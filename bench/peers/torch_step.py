@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Median wall time of one PyTorch training step of BnDist's convnet: the peer of
-`bndist bench step`.
+"""Median wall time of one PyTorch training step of one of BnDist's models (--model: convnet,
+mlp-paper, resnet20, resnet56, bn-inception; torch_models.py): the peer of `bndist bench step`.
 
 What it measures: one step = zero_grad, forward (model.train(), batch norm on batch statistics),
 F.cross_entropy, backward, torch.optim.SGD(lr 0.01, momentum 0.9, weight decay 5e-4).step() and
@@ -65,7 +65,7 @@ def main():
     x = images[:args.batch_size].contiguous().to(device)
     y = labels[:args.batch_size].contiguous().to(device)
 
-    model = tm.build(args.model, args.norm).to(device)
+    model = tm.build(args.model, args.norm, in_channels=x.shape[1], classes=tm.CLASSES).to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
@@ -86,7 +86,7 @@ def main():
 
     times.sort()
     median = times[len(times) // 2]  # BenchCommand's definition (the upper median when even)
-    gflop = tm.step_flops(model, args.batch_size) / 1e9
+    gflop = tm.step_flops(model, args.batch_size, sample_shape=tuple(x.shape[1:])) / 1e9
     result = {
         "model": args.model, "norm": args.norm, "batch_size": args.batch_size, "threads": args.threads,
         "median_ms": median, "min_ms": times[0], "max_ms": times[-1],

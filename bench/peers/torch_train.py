@@ -1,11 +1,15 @@
 #!/usr/bin/python3
-"""PyTorch trains BnDist's convnet on Fashion-MNIST with BnDist's recipe: the accuracy peer of
-`bndist train`.
+"""PyTorch trains one of BnDist's models (--model, torch_models.py) on Fashion-MNIST with
+BnDist's recipe: the accuracy peer of `bndist train`.
 
 What it measures: test accuracy (and loss) after each epoch of SGD training, with the same
-settings `bndist train` takes: global batch --batch-size, constant --lr, --momentum,
+settings `bndist train` takes: global batch --batch-size, --lr with --lr-schedule constant or
+cosine (BnDist's per-step cosine: step t of T runs at lr*(1 + cos(pi*t/T))/2), --momentum,
 --weight-decay (torch.optim.SGD, which BnDist's Sgd mirrors), F.cross_entropy (mean), batch norm
-with momentum 0.1 and eps 1e-5, inputs normalized as BnDist does ((x/255 - 0.2860)/0.3530).
+with momentum 0.1 and eps 1e-5, inputs normalized as BnDist does ((x/255 - 0.2860)/0.3530), and
+--augment crop:P,flip as bndist's --augment (torch_augment.py: pad P zeros after normalization,
+random crop back to 28x28, horizontal flip p=0.5; per sample, drawn from a torch.Generator
+seeded with --seed + 1).
 Each epoch visits a fresh random permutation of the training set drawn from torch.Generator
 seeded with --seed (PyTorch's own shuffle, not BnDist's), in batches of --batch-size with the
 short last batch kept (as bench/accuracy.sh runs bndist train: --keep-last-batch). Initialization is
@@ -20,8 +24,9 @@ Run (the full set is installed in /usr/share/datasets/fashion-mnist):
 
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OMP_NUM_THREADS=2 \\
       /usr/bin/python3 bench/peers/torch_train.py --epochs 3 --threads 2
+  ... torch_train.py --model resnet20 --epochs 5 --lr 0.1 --lr-schedule cosine --augment crop:4,flip
 
-bench/accuracy.sh runs it next to `bndist train` and prints both curves. stdlib + torch only.
+bench/accuracy.sh (and bench/accuracy-resnet.sh) runs it next to `bndist train` and prints both curves. stdlib + torch only.
 """
 import argparse
 import json
@@ -36,7 +41,17 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import torch_augment  # noqa: E402
 import torch_models as tm  # noqa: E402
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(schedule, base, step, total):
+    """The rate of 0-based step `step` of `total`, as BnDist's LearningRateSchedule.At."""
+    if schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * step / total))
+    return base
 
 
 def evaluate(model, images, labels, batch=1000):
@@ -62,6 +77,8 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps in all (0: --epochs whole epochs)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr-schedule", default="constant", choices=SCHEDULES, help="per step, as bndist's (default constant)")
+    ap.add_argument("--augment", default="", metavar="crop:P,flip", help="training augmentation as bndist's --augment (default none)")
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--threads", type=int, default=2)
@@ -72,15 +89,20 @@ def main():
     args = ap.parse_args()
     if args.batch_size < 1 or args.epochs < 1 or args.steps < 0 or args.threads < 1 or args.log_every < 1:
         ap.error("--batch-size, --epochs, --threads, --log-every must be >= 1 and --steps >= 0")
+    try:
+        augmentation = torch_augment.parse(args.augment)
+    except ValueError as e:
+        ap.error(f"--augment: {e}")
 
     tm.setup_threads(args.threads)
     torch.manual_seed(args.seed)
     shuffle = torch.Generator().manual_seed(args.seed)
+    draws = torch.Generator().manual_seed(args.seed + 1)  # augmentation
 
     t0 = time.perf_counter()
     train_x, train_y = tm.load_fashion_mnist(args.data, train=True)
     test_x, test_y = tm.load_fashion_mnist(args.data, train=False)
-    model = tm.build(args.model, args.norm)
+    model = tm.build(args.model, args.norm, in_channels=train_x.shape[1], classes=tm.CLASSES)
     if args.init:
         tm.load_into(model, args.init)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -90,7 +112,8 @@ def main():
     print(f"torch_train: {args.model}/{args.norm}, {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"torch {info['torch_version']} ({args.threads} threads, BLAS {info['blas']})")
     print(f"data {args.data}: {len(train_y)} train, {len(test_y)} test; batch {args.batch_size}, {per_epoch} steps/epoch, "
-          f"{total} steps, lr {args.lr} constant, momentum {args.momentum}, weight decay {args.weight_decay}, "
+          f"{total} steps, lr {args.lr} {args.lr_schedule}, momentum {args.momentum}, weight decay {args.weight_decay}, "
+          f"augmentation {torch_augment.describe(augmentation)}, "
           f"init {'from ' + args.init if args.init else 'PyTorch default (seed %d)' % args.seed} "
           f"(loaded in {time.perf_counter() - t0:.1f} s)", flush=True)
 
@@ -106,8 +129,12 @@ def main():
                 if step >= total:
                     break
                 idx = order[b * args.batch_size:(b + 1) * args.batch_size]
+                lr = learning_rate(args.lr_schedule, args.lr, step, total)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                x = torch_augment.augment(train_x[idx], augmentation, draws)
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
+                loss = F.cross_entropy(model(x), train_y[idx])
                 loss.backward()
                 opt.step()
                 step += 1
@@ -115,7 +142,7 @@ def main():
                 loss_sum += value * len(idx)
                 seen += len(idx)
                 if metrics and (step % args.log_every == 0 or step == total):
-                    metrics.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": value, "lr": args.lr}) + "\n")
+                    metrics.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": value, "lr": lr}) + "\n")
             seconds = time.perf_counter() - epoch_clock  # training only, evaluation excluded
             test_loss, test_acc = evaluate(model, test_x, test_y)
             last = (test_loss, test_acc)

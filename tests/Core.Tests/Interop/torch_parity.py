@@ -5,11 +5,13 @@ Usage (TorchParityTests runs it; by hand it needs Debian's torch, which is /usr/
 
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OMP_NUM_THREADS=1 \\
   /usr/bin/python3 torch_parity.py --init INIT.safetensors --data DIR --out OUT.safetensors \\
-      [--model convnet] [--batch-size 32] [--steps 3] [--lr 0.05] [--momentum 0.9] \\
+      [--model convnet|mlp-paper|resnet20|resnet56|bn-inception] [--batch-size 32] [--steps 3] [--lr 0.05] [--momentum 0.9] \\
       [--weight-decay 5e-4] [--eval-count 16] [--threads 1]
 
-Loads the BnDist checkpoint INIT into the PyTorch twin of the model (bench/peers/torch_models.py),
-then in float32, model.train(), runs --steps SGD steps on the training split of DIR without
+Loads the BnDist checkpoint INIT into the PyTorch twin of the model (bench/peers/torch_models.py;
+input channels from DIR's images, 10 classes) by name: every tensor of INIT must be a
+state_dict entry of the twin, with its shape, and the other way round, else it exits with
+status 3 and names each missing, unexpected or misshapen key on stderr. Then in float32, model.train(), runs --steps SGD steps on the training split of DIR without
 shuffling (step s takes samples [s*B, (s+1)*B)): F.cross_entropy (mean), backward,
 torch.optim.SGD(lr, momentum, weight_decay). Writes OUT as safetensors:
 
@@ -18,6 +20,7 @@ torch.optim.SGD(lr, momentum, weight_decay). Writes OUT as safetensors:
   parity.grad1.<param>                the gradients of step 1 (one step: no amplification)
   parity.losses                       F64 [steps], the loss of each step (before its update)
   parity.eval_logits                  F32 [eval-count, 10], eval-mode logits of the first test images
+  fp64.<any float tensor above>       the same steps run in float64 (the reference for rounding)
   parity.normalize_table              F32 [256], the normalized value of each pixel byte
 
 with metadata torch_version and threads. Prints "ready" once torch is imported. Exit status 77
@@ -44,7 +47,7 @@ def main():
     ap.add_argument("--init", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--model", default="convnet")
+    ap.add_argument("--model", default="convnet", help="convnet, mlp-paper, resnet20, resnet56 or bn-inception")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.05)
@@ -68,6 +71,9 @@ def main():
     sys.path.insert(0, peers)
     import safetensors_io
     import torch_models as tm
+    if args.model not in tm.ARCHITECTURES:
+        print(f"--model {args.model!r}: torch_models.py twins {', '.join(tm.ARCHITECTURES)}", file=sys.stderr)
+        return 2
     print("ready", flush=True)  # the test waits for this line before it trains
 
     torch.set_num_threads(args.threads)
@@ -80,13 +86,25 @@ def main():
         return 2
     test_images, _ = tm.load_fashion_mnist(args.data, train=False)
 
+    def twin():
+        return tm.build(args.model, in_channels=images.shape[1], classes=tm.CLASSES)
+
+    # The names first, once, so a mismatch fails with its list rather than a traceback.
+    state, _, meta = tm.load_checkpoint(args.init)
+    if meta.get("model") != args.model or meta.get("norm") != "bn":
+        print(f"{args.init}: holds {meta.get('model')}/{meta.get('norm')}, expected {args.model}/bn", file=sys.stderr)
+        return 3
+    try:
+        tm.check_names(twin(), state, args.init)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 3
+
     def run(dtype):
         """The same steps from the same initial state in dtype: float32 is the peer, float64
         the (near-)exact answer both float32 implementations are measured against."""
-        model = tm.build(args.model)
-        meta = tm.load_into(model, args.init)
-        if meta.get("model") != args.model or meta.get("norm") != "bn":
-            raise SystemExit(f"{args.init}: holds {meta.get('model')}/{meta.get('norm')}, expected {args.model}/bn")
+        model = twin()
+        tm.load_into(model, args.init)
         model = model.to(dtype)
         opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
         out, losses = {}, []
