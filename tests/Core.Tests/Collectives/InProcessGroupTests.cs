@@ -29,15 +29,25 @@ public sealed class InProcessGroupTests(ITestOutputHelper output)
         Equivalence.AssertSameRun(single, perturbed, sharded, output);
     }
 
-    /// <summary>The same promise on graphs: residual sums and Inception concatenations, uneven and empty shards.</summary>
+    /// <summary>
+    /// The same promise on graphs: residual sums and Inception concatenations, uneven and empty
+    /// shards. bn-inception is held to one step: its weights after two steps move by up to 7e-2
+    /// (relative) when one input pixel in 2, 5 or 7 changes by one ulp, because a value that
+    /// rounds to the other side of a ReLU or max-pooling kink routes a gradient elsewhere; a K-rank
+    /// run's rounding flips such kinks like any perturbation (it lands on exactly the difference
+    /// the "every 7th pixel" perturbation gives). No rounding-level oracle holds past the first
+    /// step there, while in the first step every statistic, gradient and running average of the
+    /// graph is compared. resnet20 stays at rounding level for three steps.
+    /// </summary>
     [Theory]
-    [InlineData("resnet20", 3, 10)]      // shards 4, 3, 3
-    [InlineData("resnet20", 4, 3)]       // rank 3 has an empty shard
-    [InlineData("bn-inception", 3, 7)]   // shards 3, 2, 2
-    public void K_ranks_equal_one_process_on_residual_and_inception_networks(string model, int k, int batch)
+    [InlineData("resnet20", 3, 10, 3)]      // shards 4, 3, 3
+    [InlineData("resnet20", 4, 3, 3)]       // rank 3 has an empty shard
+    [InlineData("bn-inception", 3, 7, 1)]   // shards 3, 2, 2
+    [InlineData("bn-inception", 4, 3, 1)]   // rank 3 has an empty shard
+    public void K_ranks_equal_one_process_on_residual_and_inception_networks(string model, int k, int batch, int steps)
     {
         var data = Checkpoints.CheckpointTests.SyntheticData(3 * batch);
-        var config = new TrainingConfig { Model = model, BatchSize = batch, Steps = 3, Seed = 13, LearningRate = 0.05, Momentum = 0.9 };
+        var config = new TrainingConfig { Model = model, BatchSize = batch, Steps = steps, Seed = 13, LearningRate = 0.05, Momentum = 0.9 };
         var single = ShardedRun.TrainSingle(config, data);
         var perturbed = ShardedRun.TrainSingle(config, Equivalence.RoundingPerturbed(data));
         var sharded = ShardedRun.Train(config, data, k);
