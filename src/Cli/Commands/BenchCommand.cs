@@ -21,7 +21,7 @@ public static class BenchCommand
 {
     public static Command Create(CancellationToken cancellation)
     {
-        var model = Opt.String("--model", "network: convnet, mlp-paper or mlp:W1,W2,…", "convnet", "M");
+        var model = Opt.String("--model", "network: " + string.Join(", ", ModelFactory.Architectures), "convnet", "M");
         var norm = Opt.String("--norm", "normalization layers: bn, gn or none", "bn", "bn|gn|none");
         var batch = Opt.Int("--batch-size", "samples per step", 128, min: 1, helpName: "B");
         var threads = Opt.Int("--threads", "CPU threads (0: all cores)", 0, min: 0);
@@ -29,13 +29,14 @@ public static class BenchCommand
         var iterations = Opt.Int("--iterations", "timed steps", 30, min: 1, helpName: "I");
         var device = Opt.String("--device", "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu", "auto", "D");
         var json = Opt.Flag("--json", "one JSON line instead of text");
-        var step = new Command("step", "median time of one training step") { model, norm, batch, threads, warmup, iterations, device, json };
+        var profile = Opt.Flag("--profile", "also the time of every backend op over the timed steps (per geometry)");
+        var step = new Command("step", "median time of one training step") { model, norm, batch, threads, warmup, iterations, device, json, profile };
         step.SetAction(r => RunStep(r.GetValue(model)!, r.GetValue(norm)!, r.GetValue(batch), r.GetValue(threads), r.GetValue(warmup),
-            r.GetValue(iterations), r.GetValue(device)!, r.GetValue(json)));
+            r.GetValue(iterations), r.GetValue(device)!, r.GetValue(json), r.GetValue(profile)));
         return new Command("bench", "benchmarks: bench step, bench collective") { step, CollectiveBenchCommand.Create(cancellation) };
     }
 
-    private static int RunStep(string model, string norm, int batch, int threads, int warmup, int iterations, string device, bool json)
+    private static int RunStep(string model, string norm, int batch, int threads, int warmup, int iterations, string device, bool json, bool profile)
     {
         TrainingConfig config;
         try
@@ -48,7 +49,9 @@ public static class BenchCommand
         }
         var data = Dataset.Load(Dataset.DefaultDirectory(), train: true);
         if (batch > data.Count) throw new UsageException($"--batch-size {batch} exceeds the {data.Count} embedded samples");
-        using var backend = Devices.Open(device, threads);
+        using var device0 = Devices.Open(device, threads);
+        var profiler = profile ? new ProfilingBackend(device0) : null;
+        IBackend backend = profiler ?? device0;
         var network = ModelFactory.Create(model, backend, SingleProcessCollective.Instance, 0, config.Normalization, data.SampleShape, data.Classes);
         var optimizer = new Sgd(backend, network.Parameters, 0.9f, 5e-4f);
         var step = new TrainingStep(backend, network, optimizer, SingleProcessCollective.Instance, SingleProcessGradientReducer.Instance);
@@ -58,7 +61,11 @@ public static class BenchCommand
         long allocatedBefore = 0;
         for (int i = 0; i < warmup + iterations; i++)
         {
-            if (i == warmup) allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+            if (i == warmup)
+            {
+                allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+                profiler?.Reset();
+            }
             long t0 = Stopwatch.GetTimestamp();
             step.Run(data, indices, batch, 0.01f);
             if (i >= warmup) times[i - warmup] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
@@ -68,7 +75,7 @@ public static class BenchCommand
         Array.Sort(times);
         double median = times[iterations / 2];
         double gflop = StepFlops(network, batch) / 1e9;
-        int usedThreads = backend is Core.Backends.Cpu.CpuBackend cpu ? cpu.Threads : 0;
+        int usedThreads = device0 is Core.Backends.Cpu.CpuBackend cpu ? cpu.Threads : 0;
         if (json)
         {
             System.Console.WriteLine(JsonSerializer.Serialize(new
@@ -84,6 +91,16 @@ public static class BenchCommand
                 $"{model}/{norm} batch {batch} on {backend.Name} ({usedThreads} threads): median {median:F2} ms/step " +
                 $"(min {times[0]:F2}, max {times[^1]:F2}) over {iterations} steps; {gflop:F2} GFLOP/step = {gflop / (median / 1000):F1} GFLOP/s; " +
                 $"{allocatedPerStep / 1024:F1} KiB allocated per step"));
+        }
+        if (profiler is not null)
+        {
+            var rows = profiler.Report();
+            double total = rows.Sum(r => r.Seconds);
+            System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"backend ops per step (ms), {total * 1000 / iterations:F2} of {times.Average():F2} ms in ops (profiling adds ~1 µs per op):"));
+            foreach (var (op, seconds, calls) in rows)
+                System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  {seconds * 1000 / iterations,9:F3}  {100 * seconds / total,5:F1} %  {calls / iterations,4}×  {op}"));
         }
         return 0;
     }
