@@ -26,6 +26,28 @@ public sealed class LaunchTests
         Directory.Delete(dir, recursive: true);
     }
 
+    /// <summary>
+    /// The networks of issue 12 on real processes and colour data: three workers with uneven
+    /// shards train on 32×32 RGB images from safetensors files, evaluate, and eval reloads the
+    /// checkpoint.
+    /// </summary>
+    [Theory]
+    [InlineData("resnet20")]
+    [InlineData("bn-inception")]
+    public void Launch_trains_a_residual_or_inception_network_on_colour_images_on_three_workers(string model)
+    {
+        using var data = TinyData.SafeTensors(train: 16, test: 8, size: 32, channels: 3);
+        string checkpoint = data.File("final.safetensors");
+        var (code, output) = Bndist("launch", "--workers", "3", "--data", data.Path, "--model", model, "--steps", "2", "--batch-size", "8",
+            "--augment", "crop:4,flip", "--quiet", "--save", checkpoint);
+        Assert.True(code == 0, output);
+        Assert.Contains("shards [3, 3, 2]", output);
+        Assert.Contains("done: 2 steps", output);
+        var (evalCode, evalOutput) = Bndist("eval", "--checkpoint", checkpoint, "--data", data.Path);
+        Assert.True(evalCode == 0, evalOutput);
+        Assert.Contains($"{model}/bn at step 2", evalOutput);
+    }
+
     [Fact]
     public void Launch_writes_the_initial_checkpoint_and_the_metrics_it_is_asked_for()
     {

@@ -24,18 +24,18 @@ internal sealed class TinyData : IDisposable
     /// <summary>
     /// The same kind of data as train.safetensors and test.safetensors, as
     /// <c>safetensors.numpy.save_file({"images": x, "labels": y}, …)</c> writes them: uint8 images
-    /// [n, 28, 28, 1] (NHWC: one channel), int64 labels i mod 10.
+    /// [n, size, size, channels] (NHWC; 28×28×1 by default), int64 labels i mod 10.
     /// </summary>
-    public static TinyData SafeTensors(int train, int test)
+    public static TinyData SafeTensors(int train, int test, int size = 28, int channels = 1)
     {
         var data = new TinyData(Directory.CreateTempSubdirectory("bndist-tiny-st-").FullName);
         var rng = new Random(train * 31 + test);
         foreach (var (name, count) in new[] { ("train", train), ("test", test) })
         {
             var file = new SafeTensorsFile();
-            var pixels = new byte[count * 28 * 28];
+            var pixels = new byte[count * size * size * channels];
             rng.NextBytes(pixels);
-            file.Add("images", SafeDType.U8, [count, 28, 28, 1], pixels);
+            file.Add("images", SafeDType.U8, [count, size, size, channels], pixels);
             file.AddI64("labels", [count], Enumerable.Range(0, count).Select(i => (long)(i % 10)).ToArray());
             using var stream = System.IO.File.Create(data.File($"{name}.safetensors"));
             file.Write(stream);
