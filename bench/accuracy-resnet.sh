@@ -11,12 +11,10 @@
 #   the curves differ by the implementations and the random draws (shuffle, crops, flips), not
 #   by the initialization; SAME_INIT=0 gives each side its own (torch_resnet.py: torchvision's).
 #
-# ASSUMES `bndist train --augment crop:4,flip` (being added at the time of writing); the BnDist
-# command it runs is
+# The BnDist command it runs is
 #   bndist train --model resnet20 --data DATA --augment crop:4,flip --epochs 5 --batch-size 128
 #       --lr 0.1 --momentum 0.9 --weight-decay 5e-4 --lr-schedule cosine --threads 2
 #       --keep-last-batch --seed 0 --save-init OUT/init.safetensors --metrics-out OUT/bndist.jsonl
-# and bench/accuracy.sh stops before training if bndist train --help lacks --augment.
 #
 # Run from anywhere:  bench/accuracy-resnet.sh
 # Smoke:              DATA=/tmp/tiny EPOCHS=1 bench/accuracy-resnet.sh   (a few hundred samples)

@@ -16,9 +16,8 @@
 #   LR=0.05 LR_SCHEDULE=constant (or cosine) MOMENTUM=0.9 WD=5e-4 THREADS=2 SEED=0
 #   PYTHON=/usr/bin/python3
 #   AUGMENT=crop:4,flip   training augmentation, both sides (default none): pad 4 zeros after
-#             normalization + random crop back to 28x28, horizontal flip p=0.5 (torch_augment.py).
-#             ASSUMES `bndist train --augment crop:P,flip`, being added at the time of writing:
-#             the script stops early if bndist train --help does not list --augment.
+#             normalization + random crop back to 28x28, horizontal flip p=0.5 (torch_augment.py;
+#             bndist train --augment crop:P,flip, docs/data.md).
 #   SAME_INIT=1   BnDist runs first with --save-init and PyTorch starts from that checkpoint,
 #             so both start from the same weights (default 0: each side its own init)
 #   STEPS=N   smoke run: stop both after N steps in all (one evaluation at the end), e.g. STEPS=5
@@ -84,7 +83,6 @@ build_bndist() {
     fi
 }
 run_bndist() {
-    # --augment crop:P,flip: the option this script assumes (see AUGMENT above)
     local init=()
     [[ $SAME_INIT == 1 ]] && init=(--save-init "$OUT/init.safetensors")
     dotnet "$BNDIST_DLL" train --model "$MODEL" --data "$DATA" --epochs "$EPOCHS" "${STEP_ARGS[@]}" --batch-size "$BATCH" \
