@@ -8,8 +8,10 @@ namespace BnDist.Core.Backends;
 /// </summary>
 public readonly record struct PoolGeometry(int N, int Channels, int Height, int Width, int Kernel, int Stride, int Padding = 0)
 {
-    public int OutHeight => (Height + 2 * Padding - Kernel) / Stride + 1;
-    public int OutWidth => (Width + 2 * Padding - Kernel) / Stride + 1;
+    // ⌊a/S⌋ + 1 as (a + S)/S: C# truncates toward zero, so a/S + 1 would be 1 for −S < a < 0,
+    // a partial window of an input too small for one; this is < 1 for every a < 0.
+    public int OutHeight => (Height + 2 * Padding - Kernel + Stride) / Stride;
+    public int OutWidth => (Width + 2 * Padding - Kernel + Stride) / Stride;
 }
 
 /// <summary>
