@@ -9,8 +9,10 @@ public readonly record struct ConvGeometry(
     int N, int InChannels, int Height, int Width,
     int OutChannels, int KernelH, int KernelW, int Stride, int Padding)
 {
-    public int OutHeight => (Height + 2 * Padding - KernelH) / Stride + 1;
-    public int OutWidth => (Width + 2 * Padding - KernelW) / Stride + 1;
+    // (H + 2P − K + S)/S, not (H + 2P − K)/S + 1: C#'s division truncates toward zero, which would
+    // give one output from a partial window when the input is short of one window by less than S.
+    public int OutHeight => (Height + 2 * Padding - KernelH + Stride) / Stride;
+    public int OutWidth => (Width + 2 * Padding - KernelW + Stride) / Stride;
 
     /// <summary>Rows of the im2col matrix: Cin·KH·KW.</summary>
     public int PatchSize => InChannels * KernelH * KernelW;

@@ -49,6 +49,15 @@ public sealed class Conv2dTests : IDisposable
     }
 
     [Fact]
+    public void An_input_short_of_one_window_by_less_than_the_stride_is_refused_naming_the_layer()
+    {
+        // (2 − 3)/2 + 1 truncates to 1: a partial window must not make a 1×1 output.
+        var conv = new Conv2d(_backend, "conv", 1, 1, 3, stride: 2);
+        var e = Assert.Throws<ArgumentException>(() => conv.OutputShape([1, 1, 2, 2]));
+        Assert.Contains("conv: a 2×2 input is smaller than the 3×3 kernel", e.Message);
+    }
+
+    [Fact]
     public void An_empty_batch_gives_an_empty_output_and_zero_gradients()
     {
         var conv = new Conv2d(_backend, "conv", 2, 3, 3, padding: 1);

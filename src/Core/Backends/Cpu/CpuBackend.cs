@@ -103,6 +103,7 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void MaxPool2dForward(in PoolGeometry g, Tensor x, Tensor y)
     {
+        CheckPool(g, x, y);
         float[] src = D(x), dst = D(y);
         PoolGeometry geo = g;
         ForChunks(g.N * g.Channels, (start, end) => CpuPooling.MaxForward(geo, src, dst, start, end), minChunk: 1);
@@ -110,6 +111,8 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void MaxPool2dBackward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
     {
+        CheckPool(g, x, y);
+        CheckPool(g, dx, dy);
         float[] src = D(x), dst = D(y), g1 = D(dy), g0 = D(dx);
         PoolGeometry geo = g;
         ForChunks(g.N * g.Channels, (start, end) => CpuPooling.MaxBackward(geo, src, dst, g1, g0, start, end), minChunk: 1);
