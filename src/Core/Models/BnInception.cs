@@ -15,20 +15,20 @@ public static class BnInception
     public const string Name = "bn-inception";
 
     /// <summary>An Inception module's widths: 1×1; 3×3 reduce, 3×3; double-3×3 reduce, double 3×3; pool projection.</summary>
-    private readonly record struct Module(int A, int BReduce, int B, int CReduce, int C, int D, bool MaxPool = false);
+    private readonly record struct ModuleWidths(int A, int BReduce, int B, int CReduce, int C, int D, bool MaxPool = false);
 
     /// <summary>A reduction module's widths (stride 2, pass-through max pooling).</summary>
-    private readonly record struct Reduction(int BReduce, int B, int CReduce, int C);
+    private readonly record struct ReductionWidths(int BReduce, int B, int CReduce, int C);
 
     public static ModelSpec Spec(int classes) => new(Name, m =>
     {
         BasicConv(m, "conv1", 32, 3, padding: 1);
-        Inception(m, "inception3a", new Module(16, 16, 24, 16, 24, 8));
-        Inception(m, "inception3b", new Module(24, 24, 32, 24, 32, 16));
-        Reduce(m, "inception3c", new Reduction(32, 40, 32, 40));
-        Inception(m, "inception4a", new Module(64, 32, 48, 32, 48, 32));
-        Reduce(m, "inception4b", new Reduction(48, 64, 48, 64));
-        Inception(m, "inception5a", new Module(96, 64, 96, 64, 96, 64, MaxPool: true));
+        Inception(m, "inception3a", new ModuleWidths(16, 16, 24, 16, 24, 8));
+        Inception(m, "inception3b", new ModuleWidths(24, 24, 32, 24, 32, 16));
+        Reduce(m, "inception3c", new ReductionWidths(32, 40, 32, 40));
+        Inception(m, "inception4a", new ModuleWidths(64, 32, 48, 32, 48, 32));
+        Reduce(m, "inception4b", new ReductionWidths(48, 64, 48, 64));
+        Inception(m, "inception5a", new ModuleWidths(96, 64, 96, 64, 96, 64, MaxPool: true));
         m.GlobalAvgPool2d().Flatten().Linear(classes, name: "fc");
     });
 
@@ -43,7 +43,7 @@ public static class BnInception
     private static Sequence BasicConvHere(Sequence s, int channels, int kernel, int stride = 1, int padding = 0) =>
         s.Conv2d(channels, kernel, stride, padding, bias: false, name: "conv").Norm("bn").Relu();
 
-    private static void Inception(Sequence m, string name, Module w) => m.Concat(name,
+    private static void Inception(Sequence m, string name, ModuleWidths w) => m.Concat(name,
         b => BasicConvHere(b, w.A, 1),
         b => { BasicConv(b, null, w.BReduce, 1); BasicConv(b, null, w.B, 3, padding: 1); },
         b => { BasicConv(b, null, w.CReduce, 1); BasicConv(b, null, w.C, 3, padding: 1); BasicConv(b, null, w.C, 3, padding: 1); },
@@ -54,7 +54,7 @@ public static class BnInception
             BasicConv(b, null, w.D, 1);
         });
 
-    private static void Reduce(Sequence m, string name, Reduction w) => m.Concat(name,
+    private static void Reduce(Sequence m, string name, ReductionWidths w) => m.Concat(name,
         b => { BasicConv(b, null, w.BReduce, 1); BasicConv(b, null, w.B, 3, stride: 2, padding: 1); },
         b => { BasicConv(b, null, w.CReduce, 1); BasicConv(b, null, w.C, 3, padding: 1); BasicConv(b, null, w.C, 3, stride: 2, padding: 1); },
         b => b.MaxPool2d(3, 2, padding: 1));

@@ -128,7 +128,8 @@ public sealed class GpuGroupShapeTests(ITestOutputHelper output)
     /// The graph ops at the shapes bn-inception (28×28 input) and resnet20 give them at batch 256,
     /// forward and backward, on the recording backend as above: each launch is held to the same
     /// limits, and covers the elements it should (its first argument, the count of the grid-stride
-    /// loop). C is a guess where the models are not written yet; it changes only the counts.
+    /// loop). The channel counts are round figures near bn-inception's (docs/models.md); they change
+    /// only the counts. The models themselves run in the test above.
     /// </summary>
     [Fact]
     public void GraphOpsAtTheShapesOfBnInceptionAndResnet20_FitCudaLimits()
