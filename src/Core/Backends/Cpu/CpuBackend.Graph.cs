@@ -18,8 +18,8 @@ public sealed unsafe partial class CpuBackend
         float[] pa = D(a), pb = D(b), py = D(y);
         CheckLength(pa.Length, b, nameof(b));
         CheckLength(pa.Length, y, nameof(y));
-        ForChunks(pa.Length, (start, end) =>
-            TensorPrimitives.Add(pa.AsSpan(start, end - start), pb.AsSpan(start, end - start), py.AsSpan(start, end - start)));
+        ForChunks(pa.Length, (pa, pb, py), static (in (float[] A, float[] B, float[] Y) t, int start, int end) =>
+            TensorPrimitives.Add(t.A.AsSpan(start, end - start), t.B.AsSpan(start, end - start), t.Y.AsSpan(start, end - start)));
     }
 
     public void Multiply(Tensor a, Tensor b, Tensor y)
@@ -27,8 +27,8 @@ public sealed unsafe partial class CpuBackend
         float[] pa = D(a), pb = D(b), py = D(y);
         CheckLength(pa.Length, b, nameof(b));
         CheckLength(pa.Length, y, nameof(y));
-        ForChunks(pa.Length, (start, end) =>
-            TensorPrimitives.Multiply(pa.AsSpan(start, end - start), pb.AsSpan(start, end - start), py.AsSpan(start, end - start)));
+        ForChunks(pa.Length, (pa, pb, py), static (in (float[] A, float[] B, float[] Y) t, int start, int end) =>
+            TensorPrimitives.Multiply(t.A.AsSpan(start, end - start), t.B.AsSpan(start, end - start), t.Y.AsSpan(start, end - start)));
     }
 
     public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)
@@ -42,10 +42,12 @@ public sealed unsafe partial class CpuBackend
         CheckLength(s.N * s.DstChannels * s.Spatial, destination, nameof(destination));
         int run = s.Count * s.Spatial;
         if (run == 0) return;
-        ForChunks(s.N, (start, end) =>
+        ForChunks(s.N, (s, src, dst), static (in (ChannelSlice S, float[] Src, float[] Dst) a, int start, int end) =>
         {
+            var s = a.S;
+            int run = s.Count * s.Spatial;
             for (int n = start; n < end; n++)
-                src.AsSpan((n * s.SrcChannels + s.SrcOffset) * s.Spatial, run).CopyTo(dst.AsSpan((n * s.DstChannels + s.DstOffset) * s.Spatial, run));
+                a.Src.AsSpan((n * s.SrcChannels + s.SrcOffset) * s.Spatial, run).CopyTo(a.Dst.AsSpan((n * s.DstChannels + s.DstOffset) * s.Spatial, run));
         }, minChunk: Math.Max(1, 16384 / run));
     }
 
@@ -53,16 +55,16 @@ public sealed unsafe partial class CpuBackend
     {
         CheckPool(g, x, y);
         float[] src = D(x), dst = D(y);
-        PoolGeometry geo = g;
-        ForChunks(g.N * g.Channels, (start, end) => CpuPooling.AvgForward(geo, src, dst, start, end), minChunk: 1);
+        ForChunks(g.N * g.Channels, (g, src, dst), static (in (PoolGeometry G, float[] X, float[] Y) a, int start, int end) =>
+            CpuPooling.AvgForward(a.G, a.X, a.Y, start, end), minChunk: 1);
     }
 
     public void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx)
     {
         CheckPool(g, dx, dy);
         float[] g1 = D(dy), g0 = D(dx);
-        PoolGeometry geo = g;
-        ForChunks(g.N * g.Channels, (start, end) => CpuPooling.AvgBackward(geo, g1, g0, start, end), minChunk: 1);
+        ForChunks(g.N * g.Channels, (g, g1, g0), static (in (PoolGeometry G, float[] Dy, float[] Dx) a, int start, int end) =>
+            CpuPooling.AvgBackward(a.G, a.Dy, a.Dx, start, end), minChunk: 1);
     }
 
     public void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y)
@@ -71,13 +73,13 @@ public sealed unsafe partial class CpuBackend
         CheckLength(rows * s, x, nameof(x));
         CheckLength(rows, y, nameof(y));
         float[] src = D(x), dst = D(y);
-        ForChunks(rows, (start, end) =>
+        ForChunks(rows, (s, src, dst), static (in (int S, float[] X, float[] Y) a, int start, int end) =>
         {
             for (int r = start; r < end; r++)
             {
                 float sum = 0f;
-                foreach (float v in src.AsSpan(r * s, s)) sum += v;
-                dst[r] = sum / s;
+                foreach (float v in a.X.AsSpan(r * a.S, a.S)) sum += v;
+                a.Y[r] = sum / a.S;
             }
         }, minChunk: Math.Max(1, 16384 / Math.Max(1, s)));
     }
@@ -88,9 +90,9 @@ public sealed unsafe partial class CpuBackend
         CheckLength(rows, dy, nameof(dy));
         CheckLength(rows * s, dx, nameof(dx));
         float[] g1 = D(dy), g0 = D(dx);
-        ForChunks(rows, (start, end) =>
+        ForChunks(rows, (s, g1, g0), static (in (int S, float[] Dy, float[] Dx) a, int start, int end) =>
         {
-            for (int r = start; r < end; r++) g0.AsSpan(r * s, s).Fill(g1[r] / s);
+            for (int r = start; r < end; r++) a.Dx.AsSpan(r * a.S, a.S).Fill(a.Dy[r] / a.S);
         }, minChunk: Math.Max(1, 16384 / Math.Max(1, s)));
     }
 

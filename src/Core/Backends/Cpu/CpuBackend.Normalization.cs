@@ -18,19 +18,20 @@ public sealed unsafe partial class CpuBackend
         float[] data = D(x);
         float[] k = Stage(shift, 0);
         double[] result = StageSums(2 * c);
-        ForChunks(c, (c0, c1) =>
+        ForChunks(c, (layout, data, k, result), static (in (ChannelLayout L, float[] X, float[] K, double[] Sums) a, int c0, int c1) =>
         {
+            int n = a.L.N, c = a.L.Channels, s = a.L.Spatial;
             for (int ch = c0; ch < c1; ch++)
             {
                 double s1 = 0, s2 = 0;
                 for (int i = 0; i < n; i++)
                 {
-                    var (a, b) = ShiftedRowSums(data.AsSpan((i * c + ch) * s, s), k[ch]);
-                    s1 += a;
-                    s2 += b;
+                    var (p, q) = ShiftedRowSums(a.X.AsSpan((i * c + ch) * s, s), a.K[ch]);
+                    s1 += p;
+                    s2 += q;
                 }
-                result[ch] = s1;
-                result[c + ch] = s2;
+                a.Sums[ch] = s1;
+                a.Sums[c + ch] = s2;
             }
         }, minChunk: 1);
         result.AsSpan(0, 2 * c).CopyTo(sums);
@@ -43,14 +44,17 @@ public sealed unsafe partial class CpuBackend
         CheckLayout(layout, x);
         float[] src = D(x), xh = D(xhat), dst = D(y), ga = D(gamma), be = D(beta);
         float[] k = Stage(shift, 0), d = Stage(meanMinusShift, 1), inv = Stage(invStd, 2);
-        ForChunks(layout.N * c, (r0, r1) =>
-        {
-            for (int r = r0; r < r1; r++)
+        ForChunks(layout.N * c, (layout, src, xh, dst, (k, d, inv, ga, be)),
+            static (in (ChannelLayout L, float[] X, float[] Xhat, float[] Y, (float[] K, float[] D, float[] Inv, float[] Gamma, float[] Beta) C) a, int r0, int r1) =>
             {
-                int ch = r % c;
-                CpuRowKernels.Normalize(src.AsSpan(r * s, s), xh.AsSpan(r * s, s), dst.AsSpan(r * s, s), k[ch], d[ch], inv[ch], ga[ch], be[ch]);
-            }
-        }, minChunk: Math.Max(1, 16384 / s));
+                int c = a.L.Channels, s = a.L.Spatial;
+                for (int r = r0; r < r1; r++)
+                {
+                    int ch = r % c;
+                    CpuRowKernels.Normalize(a.X.AsSpan(r * s, s), a.Xhat.AsSpan(r * s, s), a.Y.AsSpan(r * s, s),
+                        a.C.K[ch], a.C.D[ch], a.C.Inv[ch], a.C.Gamma[ch], a.C.Beta[ch]);
+                }
+            }, minChunk: Math.Max(1, 16384 / s));
     }
 
     public void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums)
@@ -60,19 +64,20 @@ public sealed unsafe partial class CpuBackend
         if (sums.Length != 2 * c) throw new ArgumentException("sums must hold 2·C values");
         float[] g = D(dy), xh = D(xhat);
         double[] result = StageSums(2 * c);
-        ForChunks(c, (c0, c1) =>
+        ForChunks(c, (layout, g, xh, result), static (in (ChannelLayout L, float[] Dy, float[] Xhat, double[] Sums) a, int c0, int c1) =>
         {
+            int n = a.L.N, c = a.L.Channels, s = a.L.Spatial;
             for (int ch = c0; ch < c1; ch++)
             {
                 double s1 = 0, s2 = 0;
                 for (int i = 0; i < n; i++)
                 {
-                    var (a, b) = CpuRowKernels.DotSums(g.AsSpan((i * c + ch) * s, s), xh.AsSpan((i * c + ch) * s, s));
-                    s1 += a;
-                    s2 += b;
+                    var (p, q) = CpuRowKernels.DotSums(a.Dy.AsSpan((i * c + ch) * s, s), a.Xhat.AsSpan((i * c + ch) * s, s));
+                    s1 += p;
+                    s2 += q;
                 }
-                result[ch] = s1;
-                result[c + ch] = s2;
+                a.Sums[ch] = s1;
+                a.Sums[c + ch] = s2;
             }
         }, minChunk: 1);
         result.AsSpan(0, 2 * c).CopyTo(sums);
@@ -85,16 +90,18 @@ public sealed unsafe partial class CpuBackend
         CheckLayout(layout, dy);
         float[] g = D(dy), xh = D(xhat), ga = D(gamma), d = D(dx);
         float[] inv = Stage(invStd, 0), m1 = Stage(meanDy, 1), m2 = Stage(meanDyXhat, 2);
-        ForChunks(layout.N * c, (r0, r1) =>
-        {
-            for (int r = r0; r < r1; r++)
+        ForChunks(layout.N * c, (layout, g, xh, d, (ga, inv, m1, m2)),
+            static (in (ChannelLayout L, float[] Dy, float[] Xhat, float[] Dx, (float[] Gamma, float[] Inv, float[] M1, float[] M2) C) a, int r0, int r1) =>
             {
-                int ch = r % c;
-                float a = ga[ch] * inv[ch];
-                // dx = a·g − a·m1 − a·m2·x̂
-                CpuRowKernels.Affine2(g.AsSpan(r * s, s), xh.AsSpan(r * s, s), d.AsSpan(r * s, s), a, -a * m2[ch], -a * m1[ch]);
-            }
-        }, minChunk: Math.Max(1, 16384 / s));
+                int c = a.L.Channels, s = a.L.Spatial;
+                for (int r = r0; r < r1; r++)
+                {
+                    int ch = r % c;
+                    float f = a.C.Gamma[ch] * a.C.Inv[ch];
+                    // dx = f·g − f·m1 − f·m2·x̂
+                    CpuRowKernels.Affine2(a.Dy.AsSpan(r * s, s), a.Xhat.AsSpan(r * s, s), a.Dx.AsSpan(r * s, s), f, -f * a.C.M2[ch], -f * a.C.M1[ch]);
+                }
+            }, minChunk: Math.Max(1, 16384 / s));
     }
 
     public void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y)
@@ -103,12 +110,13 @@ public sealed unsafe partial class CpuBackend
         CheckLayout(layout, x);
         float[] src = D(x), dst = D(y);
         float[] a = Stage(scale, 0), b = Stage(shift, 1);
-        ForChunks(layout.N * c, (r0, r1) =>
+        ForChunks(layout.N * c, (layout, src, dst, a, b), static (in (ChannelLayout L, float[] X, float[] Y, float[] Scale, float[] Shift) p, int r0, int r1) =>
         {
+            int c = p.L.Channels, s = p.L.Spatial;
             for (int r = r0; r < r1; r++)
             {
                 int ch = r % c;
-                CpuRowKernels.Affine(src.AsSpan(r * s, s), dst.AsSpan(r * s, s), a[ch], b[ch]);
+                CpuRowKernels.Affine(p.X.AsSpan(r * s, s), p.Y.AsSpan(r * s, s), p.Scale[ch], p.Shift[ch]);
             }
         }, minChunk: Math.Max(1, 16384 / s));
     }

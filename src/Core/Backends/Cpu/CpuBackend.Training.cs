@@ -42,18 +42,20 @@ public sealed partial class CpuBackend
     {
         float[] p = D(w), g = D(grad), v = D(velocity);
         if (g.Length != p.Length || v.Length != p.Length) throw new ArgumentException("weight, gradient and velocity differ in length");
-        ForChunks(p.Length, (start, end) =>
-        {
-            for (int i = start; i < end; i++)
+        ForChunks(p.Length, (p, g, v, lr, momentum, weightDecay),
+            static (in (float[] W, float[] Grad, float[] V, float Lr, float Momentum, float WeightDecay) a, int start, int end) =>
             {
-                float d = g[i] + weightDecay * p[i];
-                if (momentum != 0f)
+                float[] p = a.W, g = a.Grad, v = a.V;
+                for (int i = start; i < end; i++)
                 {
-                    d = momentum * v[i] + d;
-                    v[i] = d;
+                    float d = g[i] + a.WeightDecay * p[i];
+                    if (a.Momentum != 0f)
+                    {
+                        d = a.Momentum * v[i] + d;
+                        v[i] = d;
+                    }
+                    p[i] -= a.Lr * d;
                 }
-                p[i] -= lr * d;
-            }
-        });
+            });
     }
 }

@@ -78,14 +78,15 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         float[] src = D(x), dst = D(y);
         CheckLength(src.Length, y, nameof(y));
-        ForChunks(src.Length, (start, end) => CpuElementwise.Relu(src.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
+        ForChunks(src.Length, (src, dst), static (in (float[] X, float[] Y) a, int start, int end) =>
+            CpuElementwise.Relu(a.X.AsSpan(start, end - start), a.Y.AsSpan(start, end - start)));
     }
 
     public void ReluBackward(Tensor y, Tensor dy, Tensor dx)
     {
         float[] yy = D(y), g = D(dy), d = D(dx);
-        ForChunks(yy.Length, (start, end) =>
-            CpuElementwise.ReluBackward(yy.AsSpan(start, end - start), g.AsSpan(start, end - start), d.AsSpan(start, end - start)));
+        ForChunks(yy.Length, (yy, g, d), static (in (float[] Y, float[] Dy, float[] Dx) a, int start, int end) =>
+            CpuElementwise.ReluBackward(a.Y.AsSpan(start, end - start), a.Dy.AsSpan(start, end - start), a.Dx.AsSpan(start, end - start)));
     }
 
     public void SigmoidForward(Tensor x, Tensor y)
@@ -105,8 +106,8 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         CheckPool(g, x, y);
         float[] src = D(x), dst = D(y);
-        PoolGeometry geo = g;
-        ForChunks(g.N * g.Channels, (start, end) => CpuPooling.MaxForward(geo, src, dst, start, end), minChunk: 1);
+        ForChunks(g.N * g.Channels, (g, src, dst), static (in (PoolGeometry G, float[] X, float[] Y) a, int start, int end) =>
+            CpuPooling.MaxForward(a.G, a.X, a.Y, start, end), minChunk: 1);
     }
 
     public void MaxPool2dBackward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
@@ -114,8 +115,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         CheckPool(g, x, y);
         CheckPool(g, dx, dy);
         float[] src = D(x), dst = D(y), g1 = D(dy), g0 = D(dx);
-        PoolGeometry geo = g;
-        ForChunks(g.N * g.Channels, (start, end) => CpuPooling.MaxBackward(geo, src, dst, g1, g0, start, end), minChunk: 1);
+        ForChunks(g.N * g.Channels, (g, src, dst, g1, g0), static (in (PoolGeometry G, float[] X, float[] Y, float[] Dy, float[] Dx) a, int start, int end) =>
+            CpuPooling.MaxBackward(a.G, a.X, a.Y, a.Dy, a.Dx, start, end), minChunk: 1);
     }
 
     public void Dispose()
@@ -126,18 +127,60 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     /// <summary>
     /// Runs body over [0, count) split into contiguous chunks of at least minChunk items, a
-    /// few per thread. The split depends only on count and the thread count.
+    /// few per thread. The split depends only on count and the thread count. The body gets
+    /// its arguments by reference: with a static lambda a call allocates nothing
+    /// (<see cref="ChunkRunner{TArgs}"/>).
     /// </summary>
-    private void ForChunks(int count, Action<int, int> body, int minChunk = 16384)
+    private void ForChunks<TArgs>(int count, in TArgs args, ChunkBody<TArgs> body, int minChunk = 16384)
     {
         if (count == 0) return;
         int chunks = Math.Clamp(count / Math.Max(1, minChunk), 1, Threads * 4);
         if (chunks == 1 || Threads == 1)
         {
-            body(0, count);
+            body(in args, 0, count);
             return;
         }
-        _pool.For(chunks, i => body((int)((long)count * i / chunks), (int)((long)count * (i + 1) / chunks)));
+        ChunkRunner<TArgs>.OfThisThread.Run(_pool, args, body, count, chunks);
+    }
+
+    /// <summary>As above with a capturing body, for the ops off the training hot path (one closure per call).</summary>
+    private void ForChunks(int count, Action<int, int> body, int minChunk = 16384) =>
+        ForChunks(count, body, static (in Action<int, int> b, int start, int end) => b(start, end), minChunk);
+
+    /// <summary>A parallel body over [start, end) with its arguments passed by reference.</summary>
+    private delegate void ChunkBody<TArgs>(in TArgs args, int start, int end);
+
+    /// <summary>
+    /// The pool's body for one <see cref="ForChunks{TArgs}"/> call: the arguments sit in fields and
+    /// the delegate is made once per calling thread and argument type, so a call allocates nothing.
+    /// Calls do not nest (bodies never call ForChunks), so one runner per thread suffices.
+    /// </summary>
+    private sealed class ChunkRunner<TArgs>
+    {
+        [ThreadStatic] private static ChunkRunner<TArgs>? t_runner;
+        private readonly Action<int> _chunk;
+        private TArgs _args = default!;
+        private ChunkBody<TArgs>? _body;
+        private int _count, _chunks;
+
+        private ChunkRunner() => _chunk = RunChunk;
+
+        public static ChunkRunner<TArgs> OfThisThread => t_runner ??= new ChunkRunner<TArgs>();
+
+        public void Run(CpuThreadPool pool, in TArgs args, ChunkBody<TArgs> body, int count, int chunks)
+        {
+            (_args, _body, _count, _chunks) = (args, body, count, chunks);
+            try
+            {
+                pool.For(chunks, _chunk);
+            }
+            finally
+            {
+                (_args, _body) = (default!, null);
+            }
+        }
+
+        private void RunChunk(int i) => _body!(in _args, (int)((long)_count * i / _chunks), (int)((long)_count * (i + 1) / _chunks));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
