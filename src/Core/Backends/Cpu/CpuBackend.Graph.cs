@@ -108,15 +108,17 @@ public sealed unsafe partial class CpuBackend
         sampleKeys.CopyTo(_dropoutKeys);
         ulong[] keys = _dropoutKeys;
         float keep = 1f / (1f - p);
-        ForChunks(n, (start, end) =>
-        {
-            for (int i = start; i < end; i++)
+        ForChunks(n, (src, m, dst, keys, sampleSize, p, keep),
+            static (in (float[] X, float[] Mask, float[] Y, ulong[] Keys, int Size, float P, float Keep) a, int start, int end) =>
             {
-                int at = i * sampleSize;
-                for (int e = 0; e < sampleSize; e++) m[at + e] = DropoutMask.Keep(keys[i], e, p) ? keep : 0f;
-                TensorPrimitives.Multiply(src.AsSpan(at, sampleSize), m.AsSpan(at, sampleSize), dst.AsSpan(at, sampleSize));
-            }
-        }, minChunk: Math.Max(1, 16384 / Math.Max(1, sampleSize)));
+                int size = a.Size;
+                for (int i = start; i < end; i++)
+                {
+                    int at = i * size;
+                    for (int e = 0; e < size; e++) a.Mask[at + e] = DropoutMask.Keep(a.Keys[i], e, a.P) ? a.Keep : 0f;
+                    TensorPrimitives.Multiply(a.X.AsSpan(at, size), a.Mask.AsSpan(at, size), a.Y.AsSpan(at, size));
+                }
+            }, minChunk: Math.Max(1, 16384 / Math.Max(1, sampleSize)));
     }
 
     /// <summary>x is [N, C, H, W] and y [N, C, OH, OW] of <paramref name="g"/>.</summary>

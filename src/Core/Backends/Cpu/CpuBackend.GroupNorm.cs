@@ -13,10 +13,13 @@ public sealed partial class CpuBackend
         Tensor xhat, Tensor invStd, Tensor y)
     {
         CheckLayout(layout, x);
-        int c = layout.Channels, s = layout.Spatial, perGroup = c / groups;
         float[] src = D(x), xh = D(xhat), dst = D(y), ga = D(gamma), be = D(beta), inv = D(invStd);
-        ForChunks(layout.N * groups, (r0, r1) =>
+        ForChunks(layout.N * groups, (layout, groups, eps, (src, xh, dst, ga, be, inv)),
+            static (in (ChannelLayout L, int Groups, float Eps, (float[] X, float[] Xhat, float[] Y, float[] Gamma, float[] Beta, float[] Inv) T) a, int r0, int r1) =>
         {
+            int groups = a.Groups, s = a.L.Spatial, perGroup = a.L.Channels / groups;
+            float eps = a.Eps;
+            var (src, xh, dst, ga, be, inv) = a.T;
             for (int r = r0; r < r1; r++)
             {
                 var values = src.AsSpan(r * perGroup * s, perGroup * s);
@@ -47,11 +50,13 @@ public sealed partial class CpuBackend
         Tensor dx, Tensor dgamma, Tensor dbeta)
     {
         CheckLayout(layout, dy);
-        int n = layout.N, c = layout.Channels, s = layout.Spatial, perGroup = c / groups;
+        int n = layout.N, c = layout.Channels;
         float[] g = D(dy), xh = D(xhat), ga = D(gamma), inv = D(invStd), d = D(dx), dga = D(dgamma), dbe = D(dbeta);
         // dγ, dβ: one task per channel, samples in order.
-        ForChunks(c, (c0, c1) =>
+        ForChunks(c, (layout, g, xh, dga, dbe), static (in (ChannelLayout L, float[] Dy, float[] Xhat, float[] DGamma, float[] DBeta) a, int c0, int c1) =>
         {
+            int n = a.L.N, c = a.L.Channels, s = a.L.Spatial;
+            var (g, xh, dga, dbe) = (a.Dy, a.Xhat, a.DGamma, a.DBeta);
             for (int ch = c0; ch < c1; ch++)
             {
                 double sg = 0, sgx = 0;
@@ -69,8 +74,11 @@ public sealed partial class CpuBackend
             }
         }, minChunk: 1);
         // dx = invStd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = γ_c·g, means over the group.
-        ForChunks(n * groups, (r0, r1) =>
+        ForChunks(n * groups, (layout, groups, (g, xh, ga, inv, d)),
+            static (in (ChannelLayout L, int Groups, (float[] Dy, float[] Xhat, float[] Gamma, float[] Inv, float[] Dx) T) a, int r0, int r1) =>
         {
+            int groups = a.Groups, s = a.L.Spatial, perGroup = a.L.Channels / groups;
+            var (g, xh, ga, inv, d) = a.T;
             for (int r = r0; r < r1; r++)
             {
                 int first = r * perGroup * s, firstChannel = (r % groups) * perGroup, count = perGroup * s;

@@ -12,7 +12,7 @@ public sealed unsafe partial class CpuBackend
 {
     public void ChannelShiftedSums(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, Span<double> sums)
     {
-        int n = layout.N, c = layout.Channels, s = layout.Spatial;
+        int c = layout.Channels;
         CheckLayout(layout, x);
         if (shift.Length != c || sums.Length != 2 * c) throw new ArgumentException("shift must hold C values and sums 2·C");
         float[] data = D(x);
@@ -59,7 +59,7 @@ public sealed unsafe partial class CpuBackend
 
     public void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums)
     {
-        int n = layout.N, c = layout.Channels, s = layout.Spatial;
+        int c = layout.Channels;
         CheckLayout(layout, dy);
         if (sums.Length != 2 * c) throw new ArgumentException("sums must hold 2·C values");
         float[] g = D(dy), xh = D(xhat);

@@ -92,14 +92,15 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void SigmoidForward(Tensor x, Tensor y)
     {
         float[] src = D(x), dst = D(y);
-        ForChunks(src.Length, (start, end) => CpuElementwise.Sigmoid(src.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
+        ForChunks(src.Length, (src, dst), static (in (float[] X, float[] Y) a, int start, int end) =>
+            CpuElementwise.Sigmoid(a.X.AsSpan(start, end - start), a.Y.AsSpan(start, end - start)));
     }
 
     public void SigmoidBackward(Tensor y, Tensor dy, Tensor dx)
     {
         float[] yy = D(y), g = D(dy), d = D(dx);
-        ForChunks(yy.Length, (start, end) =>
-            CpuElementwise.SigmoidBackward(yy.AsSpan(start, end - start), g.AsSpan(start, end - start), d.AsSpan(start, end - start)));
+        ForChunks(yy.Length, (yy, g, d), static (in (float[] Y, float[] Dy, float[] Dx) a, int start, int end) =>
+            CpuElementwise.SigmoidBackward(a.Y.AsSpan(start, end - start), a.Dy.AsSpan(start, end - start), a.Dx.AsSpan(start, end - start)));
     }
 
     public void MaxPool2dForward(in PoolGeometry g, Tensor x, Tensor y)
@@ -142,10 +143,6 @@ public sealed unsafe partial class CpuBackend : IBackend
         }
         ChunkRunner<TArgs>.OfThisThread.Run(_pool, args, body, count, chunks);
     }
-
-    /// <summary>As above with a capturing body, for the ops off the training hot path (one closure per call).</summary>
-    private void ForChunks(int count, Action<int, int> body, int minChunk = 16384) =>
-        ForChunks(count, body, static (in Action<int, int> b, int start, int end) => b(start, end), minChunk);
 
     /// <summary>A parallel body over [start, end) with its arguments passed by reference.</summary>
     private delegate void ChunkBody<TArgs>(in TArgs args, int start, int end);
