@@ -27,13 +27,18 @@ public sealed class ClusterConnection : IAsyncDisposable
     private readonly Cluster.ClusterClient _client;
     private readonly Metadata _headers;
 
+    private readonly TimeSpan _operationTimeout;
+
     private ClusterConnection(GrpcChannel channel, Cluster.ClusterClient client, Metadata headers, JoinReply join, TrainingConfig config,
         GrpcCollective collective)
     {
-        (_channel, _client, _headers, Join, Config, Collective) = (channel, client, headers, join, config, collective);
+        (_channel, _client, _headers, Config, Collective) = (channel, client, headers, config, collective);
+        Membership = new RunMembership(join.RunId, join.Rank, join.WorldSize, join.StartStep, GradientRing: join.RingEndpoints.Count > 0);
+        _operationTimeout = TimeSpan.FromMilliseconds(join.OperationTimeoutMs);
     }
 
-    public JoinReply Join { get; }
+    /// <summary>What the join decided for this worker (the generated reply stays inside this class).</summary>
+    public RunMembership Membership { get; }
 
     public TrainingConfig Config { get; }
 
@@ -119,12 +124,12 @@ public sealed class ClusterConnection : IAsyncDisposable
     public async Task PrepareAsync(Network network, Sgd optimizer, IBackend backend, CancellationToken cancellation)
     {
         var layout = ModelLayout.Of(network);
-        var request = new PrepareRequest { RunId = Join.RunId, Rank = Join.Rank, Model = LayoutMessage(layout) };
-        if (Join.Rank == 0)
-            request.State = UnsafeByteOperations.UnsafeWrap(Checkpoint.ToBytes(backend, network, optimizer, Join.StartStep, Config));
+        var request = new PrepareRequest { RunId = Membership.RunId, Rank = Membership.Rank, Model = LayoutMessage(layout) };
+        if (Membership.Rank == 0)
+            request.State = UnsafeByteOperations.UnsafeWrap(Checkpoint.ToBytes(backend, network, optimizer, Membership.StartStep, Config));
         // The coordinator names the ranks that do not prepare within the operation timeout of the
         // first; this deadline only covers a coordinator that stopped answering altogether.
-        var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(Join.OperationTimeoutMs) + TimeSpan.FromSeconds(5);
+        var deadline = DateTime.UtcNow + _operationTimeout + TimeSpan.FromSeconds(5);
         PrepareReply reply;
         try
         {
@@ -136,7 +141,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         }
         catch (RpcException e) when (!cancellation.IsCancellationRequested)
         {
-            throw new ClusterException($"rank {Join.Rank}: preparing the model with the coordinator failed: {e.Status.StatusCode}: {e.Status.Detail}", e);
+            throw new ClusterException($"rank {Membership.Rank}: preparing the model with the coordinator failed: {e.Status.StatusCode}: {e.Status.Detail}", e);
         }
         Checkpoint.Load(reply.InitialState.ToByteArray(), "the initial state from the coordinator", backend, network, optimizer);
     }
@@ -209,3 +214,6 @@ public sealed class ClusterConnection : IAsyncDisposable
         return h;
     }
 }
+
+/// <summary>A worker's place in the run: its id, rank, the world size, the first step, and whether gradients go around the TCP ring.</summary>
+public sealed record RunMembership(string RunId, int Rank, int WorldSize, long StartStep, bool GradientRing);

@@ -38,7 +38,7 @@ public sealed class WorkerRunner(WorkerSettings settings, ILogger logger)
 
         using var backend = BackendFactory.Create(settings.Device, settings.Threads);
         await using var connection = await ClusterConnection.OpenAsync(settings, trainSplit, testSplit, backend, logger, cancellation);
-        var (join, config, collective) = (connection.Join, connection.Config, connection.Collective);
+        var (join, config, collective) = (connection.Membership, connection.Config, connection.Collective);
         var data = DataSets.Create(trainSplit, testSplit, config.Normalize, dataDir);
         if (join.Rank == 0 && (trainSplit.Format == DataFormat.SafeTensors || config.Normalize != ""))
             logger.LogInformation("normalize: {Normalization} ({Origin})", data.Normalization, data.NormalizationOrigin);

@@ -204,10 +204,10 @@ public static class CollectiveBenchCommand
             }
             catch (ClusterException e)
             {
-                System.Console.Error.WriteLine($"bench collective: rank {connection.Join.Rank}: {e.Message}");
+                System.Console.Error.WriteLine($"bench collective: rank {connection.Membership.Rank}: {e.Message}");
                 return 1;
             }
-            if (connection.Join.Rank == 0)
+            if (connection.Membership.Rank == 0)
             {
                 foreach (string line in lines) System.Console.WriteLine(line);
                 if (o.Out is not null) File.AppendAllLines(o.Out, lines);
@@ -224,7 +224,7 @@ public static class CollectiveBenchCommand
     private static List<string> Measure(Options o, ClusterConnection connection, CpuBackend backend)
     {
         var collective = connection.Collective;
-        int world = connection.Join.WorldSize, rank = connection.Join.Rank;
+        int world = connection.Membership.WorldSize, rank = connection.Membership.Rank;
         if (!ModelFactory.TryMlpWidths(connection.Config.Model, out int[] channels))
             throw new InvalidOperationException($"the coordinator runs {connection.Config.Model}, not a benchmark mlp");
         // The model rendezvous every run has: the coordinator learns the batch-norm layers whose statistics it keeps.
@@ -317,7 +317,7 @@ public static class CollectiveBenchCommand
             double median = times[o.Reps / 2], bytes = count * (double)sizeof(float), algbw = bytes / median / 1e9;
             lines.Add(JsonSerializer.Serialize(new
             {
-                impl = connection.Join.RingEndpoints.Count > 0 ? "bndist" : "bndist-hub", kind = "gradients", workers = world, mib, bytes = (long)bytes, reps = o.Reps, warmup = warmupOps, median_ms = median * 1e3,
+                impl = connection.Membership.GradientRing ? "bndist" : "bndist-hub", kind = "gradients", workers = world, mib, bytes = (long)bytes, reps = o.Reps, warmup = warmupOps, median_ms = median * 1e3,
                 algbw_gbs = algbw, busbw_gbs = algbw * 2 * (world - 1) / world,
             }));
         }
