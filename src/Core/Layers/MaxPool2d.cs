@@ -8,37 +8,11 @@ namespace BnDist.Core.Layers;
 /// positions never win. Backward sends each output's gradient to the first maximal input of its
 /// window. As PyTorch, the padding is at most half the kernel, so every window holds an input.
 /// </summary>
-public sealed class MaxPool2d : Layer
+public sealed class MaxPool2d(IBackend backend, int kernel, int stride = 0, int padding = 0) : Pool2d(backend, "maxpool", kernel, stride, padding)
 {
-    private readonly int _kernel, _stride, _padding;
-    private Tensor? _x, _y, _dx;
+    protected override void Forward(in PoolGeometry g, Tensor x, Tensor y) => Backend.MaxPool2dForward(g, x, y);
 
-    public MaxPool2d(IBackend backend, int kernel, int stride = 0, int padding = 0) : base(backend, "")
-    {
-        (_kernel, _stride, _padding) = PoolShape.Check("maxpool", kernel, stride, padding);
-    }
-
-    public override int[] OutputShape(int[] s) => PoolShape.Output(Geometry(s));
-
-    public override Tensor Forward(Tensor x, bool training)
-    {
-        var g = Geometry(x.Shape);
-        var y = Reuse(ref _y, PoolShape.Output(g));
-        Backend.MaxPool2dForward(g, x, y);
-        _x = x;
-        return y;
-    }
-
-    public override Tensor Backward(Tensor dy)
-    {
-        var x = _x ?? throw new InvalidOperationException("maxpool: backward before forward");
-        if (!ComputeInputGradient) return dy;
-        var dx = Reuse(ref _dx, x.Shape);
-        Backend.MaxPool2dBackward(Geometry(x.Shape), x, _y!, dy, dx);
-        return dx;
-    }
-
-    private PoolGeometry Geometry(int[] s) => PoolShape.Geometry($"maxpool({_kernel})", s, _kernel, _stride, _padding);
+    protected override void Backward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx) => Backend.MaxPool2dBackward(g, x, y, dy, dx);
 }
 
 /// <summary>
@@ -46,15 +20,27 @@ public sealed class MaxPool2d : Layer
 /// count_include_pad = True, floor mode): every window's sum is divided by Kernel², padded
 /// positions counting as zeros. Backward spreads dy/Kernel² over each window.
 /// </summary>
-public sealed class AvgPool2d : Layer
+public sealed class AvgPool2d(IBackend backend, int kernel, int stride = 0, int padding = 0) : Pool2d(backend, "avgpool", kernel, stride, padding)
 {
-    private readonly int _kernel, _stride, _padding;
-    private Tensor? _y, _dx;
-    private int[]? _inputShape;
+    protected override void Forward(in PoolGeometry g, Tensor x, Tensor y) => Backend.AvgPool2dForward(g, x, y);
 
-    public AvgPool2d(IBackend backend, int kernel, int stride = 0, int padding = 0) : base(backend, "")
+    protected override void Backward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx) => Backend.AvgPool2dBackward(g, dy, dx);
+}
+
+/// <summary>
+/// What the pooling layers share: the kernel, stride and padding, checked once; the geometry of
+/// an input; the output and input-gradient tensors, reused from step to step.
+/// </summary>
+public abstract class Pool2d : Layer
+{
+    private readonly string _what;
+    private readonly int _kernel, _stride, _padding;
+    private Tensor? _x, _y, _dx;
+
+    protected Pool2d(IBackend backend, string what, int kernel, int stride, int padding) : base(backend, "")
     {
-        (_kernel, _stride, _padding) = PoolShape.Check("avgpool", kernel, stride, padding);
+        (_kernel, _stride, _padding) = PoolShape.Check(what, kernel, stride, padding);
+        _what = $"{what}({kernel})";
     }
 
     public override int[] OutputShape(int[] s) => PoolShape.Output(Geometry(s));
@@ -63,21 +49,25 @@ public sealed class AvgPool2d : Layer
     {
         var g = Geometry(x.Shape);
         var y = Reuse(ref _y, PoolShape.Output(g));
-        Backend.AvgPool2dForward(g, x, y);
-        _inputShape = x.Shape;
+        Forward(g, x, y);
+        _x = x;
         return y;
     }
 
     public override Tensor Backward(Tensor dy)
     {
-        var shape = _inputShape ?? throw new InvalidOperationException("avgpool: backward before forward");
+        var x = _x ?? throw new InvalidOperationException($"{_what}: backward before forward");
         if (!ComputeInputGradient) return dy;
-        var dx = Reuse(ref _dx, shape);
-        Backend.AvgPool2dBackward(Geometry(shape), dy, dx);
+        var dx = Reuse(ref _dx, x.Shape);
+        Backward(Geometry(x.Shape), x, _y!, dy, dx);
         return dx;
     }
 
-    private PoolGeometry Geometry(int[] s) => PoolShape.Geometry($"avgpool({_kernel})", s, _kernel, _stride, _padding);
+    protected abstract void Forward(in PoolGeometry g, Tensor x, Tensor y);
+
+    protected abstract void Backward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx);
+
+    private PoolGeometry Geometry(int[] s) => PoolShape.Geometry(_what, s, _kernel, _stride, _padding);
 }
 
 /// <summary>The argument and shape checks the pooling layers share.</summary>

@@ -88,82 +88,45 @@ public static class ModelFactory
     private static Network ConvNet(IBackend b, ICollective collective, ulong seed, NormalizationOptions norm)
     {
         bool biased = norm.Kind == "none";
-        var builder = new Builder(b, collective, norm);
-        var conv1 = new Conv2d(b, "conv1", 1, 32, 3, padding: 1, bias: biased);
-        var conv2 = new Conv2d(b, "conv2", 32, 64, 3, padding: 1, bias: biased);
-        var fc1 = new Linear(b, "fc1", 64 * 7 * 7, 128, bias: biased);
-        var fc2 = new Linear(b, "fc2", 128, 10);
-        foreach (var conv in new[] { conv1, conv2 }) conv.ResetParameters(seed);
-        fc1.ResetParameters(seed);
-        fc2.ResetParameters(seed);
-        builder.Add(conv1).Norm(1, 32).Add(new Relu(b)).Add(new MaxPool2d(b, 2))
-            .Add(conv2).Norm(2, 64).Add(new Relu(b)).Add(new MaxPool2d(b, 2))
-            .Add(new Flatten(b))
-            .Add(fc1).Norm(3, 128).Add(new Relu(b))
-            .Add(fc2);
-        return new Network("convnet", norm.Kind, [1, 28, 28], 10, builder.Layers);
+        var spec = new ModelSpec("convnet", m => m
+            .Conv2d(32, 3, padding: 1, bias: biased, name: "conv1").Norm(NormName(norm, 1)).Relu().MaxPool2d(2)
+            .Conv2d(64, 3, padding: 1, bias: biased, name: "conv2").Norm(NormName(norm, 2)).Relu().MaxPool2d(2)
+            .Flatten()
+            .Linear(128, bias: biased, name: "fc1").Norm(NormName(norm, 3)).Relu()
+            .Linear(10, name: "fc2"));
+        return spec.Build(b, collective, FashionMnistShape, seed, norm);
     }
 
     private static Network PaperMlp(IBackend b, ICollective collective, ulong seed, NormalizationOptions norm)
     {
         bool biased = norm.Kind == "none";
-        var builder = new Builder(b, collective, norm);
-        builder.Add(new Flatten(b));
-        int[] widths = [784, 100, 100, 100];
-        for (int i = 0; i < 3; i++)
+        var network = new ModelSpec("mlp-paper", m =>
         {
-            var fc = new Linear(b, $"fc{i + 1}", widths[i], widths[i + 1], bias: biased);
-            InitPaper(b, fc, seed);
-            builder.Add(fc).Norm(i + 1, widths[i + 1]).Add(new Sigmoid(b));
-        }
-        var last = new Linear(b, "fc4", 100, 10);
-        InitPaper(b, last, seed);
-        builder.Add(last);
-        return new Network("mlp-paper", norm.Kind, [1, 28, 28], 10, builder.Layers);
+            m.Flatten();
+            for (int i = 1; i <= 3; i++) m.Linear(100, bias: biased, name: $"fc{i}").Norm(NormName(norm, i)).Sigmoid();
+            m.Linear(10, name: "fc4");
+        }).Build(b, collective, FashionMnistShape, seed, norm);
+        foreach (var fc in network.Layers.OfType<Linear>()) InitPaper(b, fc, seed);
+        return network;
     }
 
     private static Network Mlp(string name, int[] hidden, IBackend b, ICollective collective, ulong seed, NormalizationOptions norm)
     {
         bool biased = norm.Kind == "none";
-        var builder = new Builder(b, collective, norm);
-        builder.Add(new Flatten(b));
-        int[] widths = [784, .. hidden];
-        for (int i = 0; i < hidden.Length; i++)
+        return new ModelSpec(name, m =>
         {
-            var fc = new Linear(b, $"fc{i + 1}", widths[i], widths[i + 1], bias: biased);
-            fc.ResetParameters(seed);
-            builder.Add(fc).Norm(i + 1, widths[i + 1]).Add(new Relu(b));
-        }
-        var last = new Linear(b, $"fc{hidden.Length + 1}", hidden[^1], 10);
-        last.ResetParameters(seed);
-        builder.Add(last);
-        return new Network(name, norm.Kind, [1, 28, 28], 10, builder.Layers);
+            m.Flatten();
+            for (int i = 0; i < hidden.Length; i++) m.Linear(hidden[i], bias: biased, name: $"fc{i + 1}").Norm(NormName(norm, i + 1)).Relu();
+            m.Linear(10, name: $"fc{hidden.Length + 1}");
+        }).Build(b, collective, FashionMnistShape, seed, norm);
     }
+
+    /// <summary>The chains' normalization layers are named after their kind: <c>bn1</c>, or <c>gn1</c> with group norm.</summary>
+    private static string NormName(NormalizationOptions norm, int index) => $"{(norm.Kind == "gn" ? "gn" : "bn")}{index}";
 
     private static void InitPaper(IBackend b, Linear fc, ulong seed)
     {
         Initializers.Normal(b, fc.Weight, 0.01, seed);
         if (fc.Bias is not null) Initializers.Constant(b, fc.Bias, 0f);
-    }
-
-    /// <summary>Appends layers; numbers batch-norm layers for their collectives in order.</summary>
-    private sealed class Builder(IBackend backend, ICollective collective, NormalizationOptions norm)
-    {
-        private int _batchNorms;
-
-        public List<Layer> Layers { get; } = [];
-
-        public Builder Add(Layer layer)
-        {
-            Layers.Add(layer);
-            return this;
-        }
-
-        public Builder Norm(int index, int channels) => norm.Kind switch
-        {
-            "bn" => Add(new BatchNorm(backend, $"bn{index}", channels, collective, _batchNorms++, momentum: norm.Momentum)),
-            "gn" => Add(new GroupNorm(backend, $"gn{index}", Math.Min(norm.Groups, channels), channels)),
-            _ => this,
-        };
     }
 }

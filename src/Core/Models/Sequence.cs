@@ -63,7 +63,7 @@ public sealed class Sequence
         Add(name, new LeafNode((c, path, s) => c.Norm.Kind switch
         {
             "bn" => new BatchNorm(c.Backend, path, s[1], c.Collective, momentum: c.Norm.Momentum),
-            "gn" => new GroupNorm(c.Backend, path, GroupsFor(c.Norm.Groups, s[1]), s[1]),
+            "gn" => new GroupNorm(c.Backend, path, Math.Min(c.Norm.Groups, s[1]), s[1]),
             _ => null,
         }));
 
@@ -142,13 +142,6 @@ public sealed class Sequence
     }
 
     internal static string Join(string prefix, string name) => prefix.Length == 0 ? name : $"{prefix}.{name}";
-
-    private static int GroupsFor(int groups, int channels)
-    {
-        int g = Math.Min(groups, channels);
-        while (channels % g != 0) g--;
-        return g;
-    }
 
     private static void RequireRank(int[] s, int rank, string path, string what)
     {

@@ -16,8 +16,8 @@ public sealed unsafe partial class CpuBackend
     public void Add(Tensor a, Tensor b, Tensor y)
     {
         float[] pa = D(a), pb = D(b), py = D(y);
-        CheckLength(pa.Length, b, nameof(b));
-        CheckLength(pa.Length, y, nameof(y));
+        OpChecks.Length(pa.Length, b, nameof(b));
+        OpChecks.Length(pa.Length, y, nameof(y));
         ForChunks(pa.Length, (pa, pb, py), static (in (float[] A, float[] B, float[] Y) t, int start, int end) =>
             TensorPrimitives.Add(t.A.AsSpan(start, end - start), t.B.AsSpan(start, end - start), t.Y.AsSpan(start, end - start)));
     }
@@ -25,8 +25,8 @@ public sealed unsafe partial class CpuBackend
     public void Multiply(Tensor a, Tensor b, Tensor y)
     {
         float[] pa = D(a), pb = D(b), py = D(y);
-        CheckLength(pa.Length, b, nameof(b));
-        CheckLength(pa.Length, y, nameof(y));
+        OpChecks.Length(pa.Length, b, nameof(b));
+        OpChecks.Length(pa.Length, y, nameof(y));
         ForChunks(pa.Length, (pa, pb, py), static (in (float[] A, float[] B, float[] Y) t, int start, int end) =>
             TensorPrimitives.Multiply(t.A.AsSpan(start, end - start), t.B.AsSpan(start, end - start), t.Y.AsSpan(start, end - start)));
     }
@@ -34,12 +34,8 @@ public sealed unsafe partial class CpuBackend
     public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)
     {
         var s = slice;
-        if (s.N < 0 || s.Spatial < 0 || s.Count < 0 || s.SrcOffset < 0 || s.DstOffset < 0 ||
-            s.SrcOffset + s.Count > s.SrcChannels || s.DstOffset + s.Count > s.DstChannels)
-            throw new ArgumentException($"{s}: the copied channels must lie within both tensors");
+        OpChecks.Slice(s, source, destination);
         float[] src = D(source), dst = D(destination);
-        CheckLength(s.N * s.SrcChannels * s.Spatial, source, nameof(source));
-        CheckLength(s.N * s.DstChannels * s.Spatial, destination, nameof(destination));
         int run = s.Count * s.Spatial;
         if (run == 0) return;
         ForChunks(s.N, (s, src, dst), static (in (ChannelSlice S, float[] Src, float[] Dst) a, int start, int end) =>
@@ -53,7 +49,7 @@ public sealed unsafe partial class CpuBackend
 
     public void AvgPool2dForward(in PoolGeometry g, Tensor x, Tensor y)
     {
-        CheckPool(g, x, y);
+        OpChecks.Pool(g, x, y);
         float[] src = D(x), dst = D(y);
         ForChunks(g.N * g.Channels, (g, src, dst), static (in (PoolGeometry G, float[] X, float[] Y) a, int start, int end) =>
             CpuPooling.AvgForward(a.G, a.X, a.Y, start, end), minChunk: 1);
@@ -61,7 +57,7 @@ public sealed unsafe partial class CpuBackend
 
     public void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx)
     {
-        CheckPool(g, dx, dy);
+        OpChecks.Pool(g, dx, dy);
         float[] g1 = D(dy), g0 = D(dx);
         ForChunks(g.N * g.Channels, (g, g1, g0), static (in (PoolGeometry G, float[] Dy, float[] Dx) a, int start, int end) =>
             CpuPooling.AvgBackward(a.G, a.Dy, a.Dx, start, end), minChunk: 1);
@@ -70,8 +66,8 @@ public sealed unsafe partial class CpuBackend
     public void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y)
     {
         int rows = layout.N * layout.Channels, s = layout.Spatial;
-        CheckLength(rows * s, x, nameof(x));
-        CheckLength(rows, y, nameof(y));
+        OpChecks.Length(rows * s, x, nameof(x));
+        OpChecks.Length(rows, y, nameof(y));
         float[] src = D(x), dst = D(y);
         ForChunks(rows, (s, src, dst), static (in (int S, float[] X, float[] Y) a, int start, int end) =>
         {
@@ -87,8 +83,8 @@ public sealed unsafe partial class CpuBackend
     public void GlobalAvgPoolBackward(in ChannelLayout layout, Tensor dy, Tensor dx)
     {
         int rows = layout.N * layout.Channels, s = layout.Spatial;
-        CheckLength(rows, dy, nameof(dy));
-        CheckLength(rows * s, dx, nameof(dx));
+        OpChecks.Length(rows, dy, nameof(dy));
+        OpChecks.Length(rows * s, dx, nameof(dx));
         float[] g1 = D(dy), g0 = D(dx);
         ForChunks(rows, (s, g1, g0), static (in (int S, float[] Dy, float[] Dx) a, int start, int end) =>
         {
@@ -98,11 +94,7 @@ public sealed unsafe partial class CpuBackend
 
     public void DropoutForward(int n, int sampleSize, ReadOnlySpan<ulong> sampleKeys, float p, Tensor x, Tensor mask, Tensor y)
     {
-        if (!(p >= 0f && p < 1f)) throw new ArgumentOutOfRangeException(nameof(p), p, "the drop probability must be in [0, 1)");
-        if (sampleKeys.Length != n) throw new ArgumentException($"{sampleKeys.Length} sample keys for a batch of {n}");
-        CheckLength(n * sampleSize, x, nameof(x));
-        CheckLength(n * sampleSize, mask, nameof(mask));
-        CheckLength(n * sampleSize, y, nameof(y));
+        OpChecks.Dropout(n, sampleSize, sampleKeys.Length, p, x, mask, y);
         float[] src = D(x), m = D(mask), dst = D(y);
         if (_dropoutKeys.Length < n) _dropoutKeys = new ulong[n];
         sampleKeys.CopyTo(_dropoutKeys);
@@ -121,12 +113,4 @@ public sealed unsafe partial class CpuBackend
             }, minChunk: Math.Max(1, 16384 / Math.Max(1, sampleSize)));
     }
 
-    /// <summary>x is [N, C, H, W] and y [N, C, OH, OW] of <paramref name="g"/>.</summary>
-    private static void CheckPool(in PoolGeometry g, Tensor x, Tensor y)
-    {
-        if (g.Kernel < 1 || g.Stride < 1 || g.Padding < 0 || g.OutHeight < 1 || g.OutWidth < 1)
-            throw new ArgumentException($"{g}: no window fits");
-        CheckLength(g.N * g.Channels * g.Height * g.Width, x, "the input");
-        CheckLength(g.N * g.Channels * g.OutHeight * g.OutWidth, y, "the output");
-    }
 }

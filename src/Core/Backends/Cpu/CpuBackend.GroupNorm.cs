@@ -12,7 +12,7 @@ public sealed partial class CpuBackend
     public void GroupNormForward(in ChannelLayout layout, int groups, float eps, Tensor x, Tensor gamma, Tensor beta,
         Tensor xhat, Tensor invStd, Tensor y)
     {
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         float[] src = D(x), xh = D(xhat), dst = D(y), ga = D(gamma), be = D(beta), inv = D(invStd);
         ForChunks(layout.N * groups, (layout, groups, eps, (src, xh, dst, ga, be, inv)),
             static (in (ChannelLayout L, int Groups, float Eps, (float[] X, float[] Xhat, float[] Y, float[] Gamma, float[] Beta, float[] Inv) T) a, int r0, int r1) =>
@@ -49,7 +49,7 @@ public sealed partial class CpuBackend
     public void GroupNormBackward(in ChannelLayout layout, int groups, Tensor dy, Tensor xhat, Tensor gamma, Tensor invStd,
         Tensor dx, Tensor dgamma, Tensor dbeta)
     {
-        CheckLayout(layout, dy);
+        OpChecks.Layout(layout, dy);
         int n = layout.N, c = layout.Channels;
         float[] g = D(dy), xh = D(xhat), ga = D(gamma), inv = D(invStd), d = D(dx), dga = D(dgamma), dbe = D(dbeta);
         // dγ, dβ: one task per channel, samples in order.

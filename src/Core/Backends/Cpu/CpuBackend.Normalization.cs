@@ -13,7 +13,7 @@ public sealed unsafe partial class CpuBackend
     public void ChannelShiftedSums(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, Span<double> sums)
     {
         int c = layout.Channels;
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         if (shift.Length != c || sums.Length != 2 * c) throw new ArgumentException("shift must hold C values and sums 2·C");
         float[] data = D(x);
         float[] k = Stage(shift, 0);
@@ -41,7 +41,7 @@ public sealed unsafe partial class CpuBackend
         ReadOnlySpan<float> invStd, Tensor gamma, Tensor beta, Tensor xhat, Tensor y)
     {
         int c = layout.Channels, s = layout.Spatial;
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         float[] src = D(x), xh = D(xhat), dst = D(y), ga = D(gamma), be = D(beta);
         float[] k = Stage(shift, 0), d = Stage(meanMinusShift, 1), inv = Stage(invStd, 2);
         ForChunks(layout.N * c, (layout, src, xh, dst, (k, d, inv, ga, be)),
@@ -60,7 +60,7 @@ public sealed unsafe partial class CpuBackend
     public void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums)
     {
         int c = layout.Channels;
-        CheckLayout(layout, dy);
+        OpChecks.Layout(layout, dy);
         if (sums.Length != 2 * c) throw new ArgumentException("sums must hold 2·C values");
         float[] g = D(dy), xh = D(xhat);
         double[] result = StageSums(2 * c);
@@ -87,7 +87,7 @@ public sealed unsafe partial class CpuBackend
         ReadOnlySpan<float> meanDy, ReadOnlySpan<float> meanDyXhat, Tensor dx)
     {
         int c = layout.Channels, s = layout.Spatial;
-        CheckLayout(layout, dy);
+        OpChecks.Layout(layout, dy);
         float[] g = D(dy), xh = D(xhat), ga = D(gamma), d = D(dx);
         float[] inv = Stage(invStd, 0), m1 = Stage(meanDy, 1), m2 = Stage(meanDyXhat, 2);
         ForChunks(layout.N * c, (layout, g, xh, d, (ga, inv, m1, m2)),
@@ -107,7 +107,7 @@ public sealed unsafe partial class CpuBackend
     public void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y)
     {
         int c = layout.Channels, s = layout.Spatial;
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         float[] src = D(x), dst = D(y);
         float[] a = Stage(scale, 0), b = Stage(shift, 1);
         ForChunks(layout.N * c, (layout, src, dst, a, b), static (in (ChannelLayout L, float[] X, float[] Y, float[] Scale, float[] Shift) p, int r0, int r1) =>
@@ -143,9 +143,4 @@ public sealed unsafe partial class CpuBackend
         return _sums;
     }
 
-    private static void CheckLayout(in ChannelLayout layout, Tensor t)
-    {
-        if (layout.Length != t.Length)
-            throw new ArgumentException($"layout [{layout.N}, {layout.Channels}, {layout.Spatial}] does not match tensor {t}");
-    }
 }

@@ -32,13 +32,13 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void Upload(ReadOnlySpan<float> source, Tensor destination)
     {
-        CheckLength(source.Length, destination, nameof(source));
+        OpChecks.Length(source.Length, destination, nameof(source));
         source.CopyTo(D(destination));
     }
 
     public void Download(Tensor source, Span<float> destination)
     {
-        CheckLength(destination.Length, source, nameof(destination));
+        OpChecks.Length(destination.Length, source, nameof(destination));
         D(source).AsSpan().CopyTo(destination);
     }
 
@@ -46,7 +46,7 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void Copy(Tensor source, Tensor destination)
     {
-        CheckLength(source.Length, destination, nameof(source));
+        OpChecks.Length(source.Length, destination, nameof(source));
         D(source).AsSpan().CopyTo(D(destination));
     }
 
@@ -77,7 +77,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void ReluForward(Tensor x, Tensor y)
     {
         float[] src = D(x), dst = D(y);
-        CheckLength(src.Length, y, nameof(y));
+        OpChecks.Length(src.Length, y, nameof(y));
         ForChunks(src.Length, (src, dst), static (in (float[] X, float[] Y) a, int start, int end) =>
             CpuElementwise.Relu(a.X.AsSpan(start, end - start), a.Y.AsSpan(start, end - start)));
     }
@@ -105,7 +105,7 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void MaxPool2dForward(in PoolGeometry g, Tensor x, Tensor y)
     {
-        CheckPool(g, x, y);
+        OpChecks.Pool(g, x, y);
         float[] src = D(x), dst = D(y);
         ForChunks(g.N * g.Channels, (g, src, dst), static (in (PoolGeometry G, float[] X, float[] Y) a, int start, int end) =>
             CpuPooling.MaxForward(a.G, a.X, a.Y, start, end), minChunk: 1);
@@ -113,8 +113,8 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void MaxPool2dBackward(in PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
     {
-        CheckPool(g, x, y);
-        CheckPool(g, dx, dy);
+        OpChecks.Pool(g, x, y);
+        OpChecks.Pool(g, dx, dy);
         float[] src = D(x), dst = D(y), g1 = D(dy), g0 = D(dx);
         ForChunks(g.N * g.Channels, (g, src, dst, g1, g0), static (in (PoolGeometry G, float[] X, float[] Y, float[] Dy, float[] Dx) a, int start, int end) =>
             CpuPooling.MaxBackward(a.G, a.X, a.Y, a.Dy, a.Dx, start, end), minChunk: 1);
@@ -186,9 +186,4 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     private static float[]? DOrNull(Tensor? t) => t is null ? null : D(t);
 
-    private static void CheckLength(int length, Tensor t, string what)
-    {
-        if (length != t.Length)
-            throw new ArgumentException($"{what}: {length} elements for a tensor of shape {t} ({t.Length} elements)");
-    }
 }

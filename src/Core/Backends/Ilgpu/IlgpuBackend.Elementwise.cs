@@ -7,7 +7,7 @@ public sealed partial class IlgpuBackend
 {
     public void ReluForward(Tensor x, Tensor y)
     {
-        CheckLength(x.Length, y, nameof(y));
+        OpChecks.Length(x.Length, y, nameof(y));
         if (x.Length > 0) _relu(Strided(x.Length), x.Length, V(x), V(y));
     }
 
@@ -18,7 +18,7 @@ public sealed partial class IlgpuBackend
 
     public void SigmoidForward(Tensor x, Tensor y)
     {
-        CheckLength(x.Length, y, nameof(y));
+        OpChecks.Length(x.Length, y, nameof(y));
         if (x.Length > 0) _sigmoid(Strided(x.Length), x.Length, V(x), V(y));
     }
 

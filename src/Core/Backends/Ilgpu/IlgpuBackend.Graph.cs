@@ -14,64 +14,56 @@ public sealed partial class IlgpuBackend
 {
     public void Add(Tensor a, Tensor b, Tensor y)
     {
-        CheckLength(a.Length, b, nameof(b));
-        CheckLength(a.Length, y, nameof(y));
+        OpChecks.Length(a.Length, b, nameof(b));
+        OpChecks.Length(a.Length, y, nameof(y));
         if (a.Length > 0) _add(Strided(a.Length), a.Length, V(a), V(b), V(y));
     }
 
     public void Multiply(Tensor a, Tensor b, Tensor y)
     {
-        CheckLength(a.Length, b, nameof(b));
-        CheckLength(a.Length, y, nameof(y));
+        OpChecks.Length(a.Length, b, nameof(b));
+        OpChecks.Length(a.Length, y, nameof(y));
         if (a.Length > 0) _multiply(Strided(a.Length), a.Length, V(a), V(b), V(y));
     }
 
     public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)
     {
-        if (slice.N < 0 || slice.Spatial < 0 || slice.Count < 0 || slice.SrcOffset < 0 || slice.DstOffset < 0
-            || slice.SrcOffset + slice.Count > slice.SrcChannels || slice.DstOffset + slice.Count > slice.DstChannels)
-            throw new ArgumentException($"{slice}: the copied channels must lie within both tensors");
-        CheckLength(slice.N * slice.SrcChannels * slice.Spatial, source, nameof(source));
-        CheckLength(slice.N * slice.DstChannels * slice.Spatial, destination, nameof(destination));
+        OpChecks.Slice(slice, source, destination);
         int n = slice.N * slice.Count * slice.Spatial;
         if (n > 0) _copyChannels(Strided(n), n, slice, V(source), V(destination));
     }
 
     public void AvgPool2dForward(in PoolGeometry g, Tensor x, Tensor y)
     {
-        CheckPool(g, x, y);
+        OpChecks.Pool(g, x, y);
         int outputs = g.N * g.Channels * g.OutHeight * g.OutWidth;
         if (outputs > 0) _avgPool(Strided(outputs), outputs, g, V(x), V(y));
     }
 
     public void AvgPool2dBackward(in PoolGeometry g, Tensor dy, Tensor dx)
     {
-        CheckPool(g, dx, dy);
+        OpChecks.Pool(g, dx, dy);
         if (dx.Length > 0) _avgPoolBackward(Strided(dx.Length), dx.Length, g, V(dy), V(dx));
     }
 
     public void GlobalAvgPoolForward(in ChannelLayout layout, Tensor x, Tensor y)
     {
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         int rows = layout.N * layout.Channels;
-        CheckLength(rows, y, nameof(y));
+        OpChecks.Length(rows, y, nameof(y));
         if (rows > 0) _globalAvgPool(Strided(rows), rows, layout.Spatial, V(x), V(y));
     }
 
     public void GlobalAvgPoolBackward(in ChannelLayout layout, Tensor dy, Tensor dx)
     {
-        CheckLayout(layout, dx);
-        CheckLength(layout.N * layout.Channels, dy, nameof(dy));
+        OpChecks.Layout(layout, dx);
+        OpChecks.Length(layout.N * layout.Channels, dy, nameof(dy));
         if (dx.Length > 0) _globalAvgPoolBackward(Strided(dx.Length), dx.Length, layout.Spatial, V(dy), V(dx));
     }
 
     public void DropoutForward(int n, int sampleSize, ReadOnlySpan<ulong> sampleKeys, float p, Tensor x, Tensor mask, Tensor y)
     {
-        if (!(p >= 0f && p < 1f)) throw new ArgumentOutOfRangeException(nameof(p), p, "the drop probability must be in [0, 1)");
-        if (sampleKeys.Length != n) throw new ArgumentException($"{sampleKeys.Length} sample keys for a batch of {n}");
-        CheckLength(n * sampleSize, x, nameof(x));
-        CheckLength(n * sampleSize, mask, nameof(mask));
-        CheckLength(n * sampleSize, y, nameof(y));
+        OpChecks.Dropout(n, sampleSize, sampleKeys.Length, p, x, mask, y);
         if (x.Length == 0) return;
         var keys = Grow(ref _dropoutKeys, n);
         UploadAsync(sampleKeys, keys);
@@ -98,12 +90,4 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>x is [N, C, H, W] and y [N, C, OH, OW] of <paramref name="g"/>.</summary>
-    private static void CheckPool(in PoolGeometry g, Tensor x, Tensor y)
-    {
-        if (g.Kernel < 1 || g.Stride < 1 || g.Padding < 0 || g.OutHeight < 1 || g.OutWidth < 1)
-            throw new ArgumentException($"{g}: no window fits");
-        CheckLength(g.N * g.Channels * g.Height * g.Width, x, "the input");
-        CheckLength(g.N * g.Channels * g.OutHeight * g.OutWidth, y, "the output");
-    }
 }

@@ -14,7 +14,7 @@ public sealed partial class IlgpuBackend
 {
     public void ChannelShiftedSums(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, Span<double> sums)
     {
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         int c = layout.Channels;
         if (shift.Length != c || sums.Length != 2 * c) throw new ArgumentException("shift must hold C values and sums 2·C");
         var k = UploadCoefficients(shift);
@@ -26,7 +26,7 @@ public sealed partial class IlgpuBackend
     public void BatchNormNormalize(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, ReadOnlySpan<float> meanMinusShift,
         ReadOnlySpan<float> invStd, Tensor gamma, Tensor beta, Tensor xhat, Tensor y)
     {
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         if (layout.Length == 0) return;
         var coeffs = UploadCoefficients(shift, meanMinusShift, invStd);
         _normalize(Strided((int)layout.Length), (int)layout.Length, layout, V(x), coeffs, V(gamma), V(beta), V(xhat), V(y));
@@ -34,7 +34,7 @@ public sealed partial class IlgpuBackend
 
     public void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums)
     {
-        CheckLayout(layout, dy);
+        OpChecks.Layout(layout, dy);
         int c = layout.Channels;
         if (sums.Length != 2 * c) throw new ArgumentException("sums must hold 2·C values");
         var result = Grow(ref _sums, 2 * c);
@@ -45,7 +45,7 @@ public sealed partial class IlgpuBackend
     public void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor xhat, Tensor gamma, ReadOnlySpan<float> invStd,
         ReadOnlySpan<float> meanDy, ReadOnlySpan<float> meanDyXhat, Tensor dx)
     {
-        CheckLayout(layout, dy);
+        OpChecks.Layout(layout, dy);
         if (layout.Length == 0) return;
         var coeffs = UploadCoefficients(invStd, meanDy, meanDyXhat);
         _bnBackwardInput(Strided((int)layout.Length), (int)layout.Length, layout, V(dy), V(xhat), V(gamma), coeffs, V(dx));
@@ -53,7 +53,7 @@ public sealed partial class IlgpuBackend
 
     public void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y)
     {
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         if (layout.Length == 0) return;
         var coeffs = UploadCoefficients(scale, shift);
         _channelAffine(Strided((int)layout.Length), (int)layout.Length, layout, V(x), coeffs, V(y));
@@ -62,7 +62,7 @@ public sealed partial class IlgpuBackend
     public void GroupNormForward(in ChannelLayout layout, int groups, float eps, Tensor x, Tensor gamma, Tensor beta,
         Tensor xhat, Tensor invStd, Tensor y)
     {
-        CheckLayout(layout, x);
+        OpChecks.Layout(layout, x);
         int items = layout.N * groups;
         if (items == 0 || layout.Length == 0) return;
         _groupNormForward(ReduceConfig(items), layout, groups, eps, V(x), V(gamma), V(beta), V(xhat), V(invStd), V(y));
@@ -71,7 +71,7 @@ public sealed partial class IlgpuBackend
     public void GroupNormBackward(in ChannelLayout layout, int groups, Tensor dy, Tensor xhat, Tensor gamma, Tensor invStd,
         Tensor dx, Tensor dgamma, Tensor dbeta)
     {
-        CheckLayout(layout, dy);
+        OpChecks.Layout(layout, dy);
         // dβ = Σ g, dγ = Σ g·x̂ per channel over the batch (zeros for N = 0).
         _sumsToFloat(ReduceConfig(layout.Channels), layout, V(dy), V(xhat), V(dbeta), V(dgamma), 1);
         int items = layout.N * groups;

@@ -132,13 +132,13 @@ public sealed partial class IlgpuBackend : IBackend
 
     public void Upload(ReadOnlySpan<float> source, Tensor destination)
     {
-        CheckLength(source.Length, destination, nameof(source));
+        OpChecks.Length(source.Length, destination, nameof(source));
         if (source.Length > 0) V(destination).CopyFromCPU(source);
     }
 
     public void Download(Tensor source, Span<float> destination)
     {
-        CheckLength(destination.Length, source, nameof(destination));
+        OpChecks.Length(destination.Length, source, nameof(destination));
         if (destination.Length > 0) V(source).CopyToCPU(destination);
     }
 
@@ -150,7 +150,7 @@ public sealed partial class IlgpuBackend : IBackend
 
     public void Copy(Tensor source, Tensor destination)
     {
-        CheckLength(source.Length, destination, nameof(source));
+        OpChecks.Length(source.Length, destination, nameof(source));
         if (source.Length > 0) V(source).CopyTo(V(destination));
     }
 
@@ -218,15 +218,5 @@ public sealed partial class IlgpuBackend : IBackend
     /// <summary>A launch of one group of <see cref="_reduceGroup"/> threads per item.</summary>
     private KernelConfig ReduceConfig(int groups) => new(groups, _reduceGroup);
 
-    private static void CheckLength(int length, Tensor t, string what)
-    {
-        if (length != t.Length)
-            throw new ArgumentException($"{what}: {length} elements for a tensor of shape {t} ({t.Length} elements)");
-    }
 
-    private static void CheckLayout(in ChannelLayout layout, Tensor t)
-    {
-        if (layout.Length != t.Length)
-            throw new ArgumentException($"layout [{layout.N}, {layout.Channels}, {layout.Spatial}] does not match tensor {t}");
-    }
 }
