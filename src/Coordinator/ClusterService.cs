@@ -24,7 +24,7 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
         if (string.IsNullOrWhiteSpace(request.WorkerId)) throw Invalid("join: worker_id is empty");
         var d = request.Dataset ?? throw Invalid($"join: worker '{request.WorkerId}' sent no dataset fingerprint");
         var ticket = new JoinTicket(request.WorkerId, request.Device, request.ProtocolVersion, d.TrainCount, d.TestCount, d.TrainLabelsHash,
-            request.DataEndpoint);
+            request.DataEndpoint, request.Host);
         JoinResult joined;
         try
         {
@@ -44,7 +44,7 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
             };
             throw new RpcException(new Status(code, e.Message));
         }
-        return new JoinReply
+        var reply = new JoinReply
         {
             RunId = joined.RunId,
             Rank = joined.Rank,
@@ -55,6 +55,9 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
             OperationTimeoutMs = (int)joined.OperationTimeout.TotalMilliseconds,
             RingEndpoints = { joined.RingEndpoints },
         };
+        if (joined.HostGroup is { } group)
+            reply.HostGroup = new Protos.V1.HostGroup { Segment = group.Segment, Ranks = { group.Ranks }, Host = group.Host, Hosts = group.Hosts };
+        return reply;
     }
 
     public override async Task<PrepareReply> Prepare(PrepareRequest request, ServerCallContext context)
@@ -161,7 +164,8 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
                 var m = message.Commit;
                 if (!TryHeader(rank, m.Header, out var ch)) return false;
                 var t = m.Timing ?? new Protos.V1.StepTiming();
-                run.Commit(rank, ch, [.. m.Metrics], new StepTiming(t.ComputeS, t.StatsExchangeS, t.GradientExchangeS));
+                run.Commit(rank, ch, [.. m.Metrics], new StepTiming(t.ComputeS, t.StatsExchangeS, t.GradientExchangeS),
+                    m.Statistics.Count == 0 ? null : [.. m.Statistics.Select(l => (l.Layer, l.Values.ToArray()))]);
                 return true;
             case WorkerMessage.BodyOneofCase.State:
                 run.UploadChunk(rank, message.State.Step, message.State.Data.Span, message.State.Last);

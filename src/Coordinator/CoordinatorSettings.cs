@@ -93,6 +93,14 @@ public sealed class CoordinatorSettings
     /// </summary>
     public string GradientPath { get; set; } = "ring";
 
+    /// <summary>
+    /// How BN statistics cross between ranks: "auto" (default: through shared memory between the
+    /// ranks of one host, and between hosts through the hosts' leaders and this coordinator),
+    /// "shm" (as auto, but every worker must be able to share memory: one that cannot fails the
+    /// rendezvous) or "grpc" (every rank through this coordinator, as before hosts were known).
+    /// </summary>
+    public string StatsTransport { get; set; } = "auto";
+
     /// <summary>The run token; every call must carry it (null: no authentication).</summary>
     public string? Token { get; set; }
 
@@ -106,6 +114,8 @@ public sealed class CoordinatorSettings
         if (CheckpointEvery > 0 && CheckpointDirectory is null) throw new ArgumentException("--checkpoint-every needs --checkpoint-dir");
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume exclude each other");
         if (GradientPath is not ("ring" or "hub")) throw new ArgumentException($"--gradient-path expects ring or hub, got '{GradientPath}'");
+        if (StatsTransport is not ("auto" or "shm" or "grpc"))
+            throw new ArgumentException($"--stats-transport expects auto, shm or grpc, got '{StatsTransport}'");
         ListenAddress();
         Training.Validate(knownModel: false); // the workers build the model: the coordinator only needs its layout
         return this;

@@ -30,9 +30,18 @@ public sealed record CompletedOperation(OperationHeader Header, double[] Sum, fl
 /// a slow write or a blocked subscriber no longer stops the other ranks' contributions.
 /// </para>
 /// </summary>
+/// <remarks>
+/// The participants are numbered 0 … worldSize − 1; <c>rankNames</c> gives the global rank each
+/// stands for in messages (the hub of host leaders numbers hosts, and names their leaders).
+/// </remarks>
 public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<CompletedOperation> completed, Action<string> fail,
-    Action<OperationHeader, float[], int, int>? reduced = null)
+    Action<OperationHeader, float[], int, int>? reduced = null, IReadOnlyList<int>? rankNames = null)
 {
+    private string Name(int participant) => $"rank {(rankNames is null ? participant : rankNames[participant])}";
+
+    private string Names(IEnumerable<int> participants) =>
+        string.Join(", ", participants.Select(p => rankNames is null ? p : rankNames[p]));
+
     private readonly object _gate = new();
     private readonly Dictionary<long, Operation> _pending = [];
     private readonly long[] _nextSequence = new long[worldSize];
@@ -61,7 +70,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         {
             if (_pending.Count == 0) return "between operations";
             var op = _pending.Values.MinBy(o => o.Header.Sequence)!;
-            return $"{op.Header}, which ranks {string.Join(", ", op.ArrivedRanks())} had sent";
+            return $"{op.Header}, which ranks {Names(op.ArrivedRanks())} had sent";
         }
     }
 
@@ -84,19 +93,19 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         if (_failure is not null) return;
         if (header.Kind == CollectiveKind.Gradients)
         {
-            Violation($"rank {rank} sent float64 values for {header}, which takes float32 chunks");
+            Violation($"{Name(rank)} sent float64 values for {header}, which takes float32 chunks");
             return;
         }
         if (values.Length != header.Length)
         {
-            Violation($"rank {rank} sent {values.Length} values for {header}");
+            Violation($"{Name(rank)} sent {values.Length} values for {header}");
             return;
         }
         var op = Open(rank, header);
         if (op is null) return;
         if (op.Doubles[rank] is not null)
         {
-            Violation($"rank {rank} contributed twice to {header}");
+            Violation($"{Name(rank)} contributed twice to {header}");
             return;
         }
         op.Doubles[rank] = values;
@@ -109,13 +118,13 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         if (_failure is not null) return;
         if (header.Kind != CollectiveKind.Gradients)
         {
-            Violation($"rank {rank} sent float32 chunks for {header}, which takes float64 values");
+            Violation($"{Name(rank)} sent float32 chunks for {header}, which takes float64 values");
             return;
         }
         int count = bytes.Length / sizeof(float);
         if (header.Length == 0 || count == 0 || bytes.Length % sizeof(float) != 0)
         {
-            Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
+            Violation($"{Name(rank)} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
                       "(chunks are whole float32 values, at least one, of an operation of at least one)");
             return;
         }
@@ -124,7 +133,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         var buffer = op.Floats[rank] ??= Reuse(ref _rankFloats[rank], header.Length);
         if (offset != op.Received[rank] || offset + count > header.Length)
         {
-            Violation($"rank {rank} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
+            Violation($"{Name(rank)} sent a malformed chunk of {header}: {bytes.Length} bytes at value {offset} " +
                       $"(expected value {op.Received[rank]} of {header.Length})");
             return;
         }
@@ -144,7 +153,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
             {
                 if (Stopwatch.GetElapsedTime(op.Opened) <= timeout) continue;
                 var missing = Enumerable.Range(0, worldSize).Where(r => !op.Done[r]);
-                Violation($"{op.Header}: rank(s) {string.Join(", ", missing)} did not contribute within {timeout.TotalSeconds:0.#} s");
+                Violation($"{op.Header}: rank(s) {Names(missing)} did not contribute within {timeout.TotalSeconds:0.#} s");
                 break;
             }
         }
@@ -162,7 +171,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
     {
         if (header.Sequence != _nextSequence[rank])
         {
-            Violation($"rank {rank} sent operation #{header.Sequence} ({header.Kind}, step {header.Step}) " +
+            Violation($"{Name(rank)} sent operation #{header.Sequence} ({header.Kind}, step {header.Step}) " +
                       $"but its next operation is #{_nextSequence[rank]}: the ranks are out of step");
             return null;
         }
@@ -174,7 +183,7 @@ public sealed class OperationHub(int worldSize, TimeSpan timeout, Action<Complet
         else if (op.Header != header)
         {
             int first = op.ArrivedRanks().FirstOrDefault();
-            Violation($"rank {rank} sent {header} where rank {first} sent {op.Header}");
+            Violation($"{Name(rank)} sent {header} where {Name(first)} sent {op.Header}");
             return null;
         }
         return op;

@@ -1,8 +1,9 @@
 namespace BnDist.Coordinator;
 
 /// <summary>Who a worker says it is when it joins.</summary>
+/// <remarks><see cref="Host"/>: the machine the worker runs on (empty: it cannot share memory with any other worker).</remarks>
 public sealed record JoinTicket(string WorkerId, string Device, int ProtocolVersion, int TrainCount, int TestCount, ulong LabelsHash,
-    string DataEndpoint = "");
+    string DataEndpoint = "", string Host = "");
 
 /// <summary>The world once everyone has joined: ranks in the order of the workers' ids.</summary>
 public sealed record World(IReadOnlyList<JoinTicket> Members)

@@ -55,6 +55,51 @@ public sealed partial class RunCoordinator
         }
     }
 
+    /// <summary>Called by the hub of host leaders (several hosts): the global BN sums go back to the leaders, which share them within their hosts.</summary>
+    private void StatisticsCompleted(CompletedOperation op)
+    {
+        if (op.Header.Kind == CollectiveKind.BatchNormStats) UpdateRunningStatistics(op);
+        var answer = new SumMessage(op.Header, op.Sum);
+        foreach (int leader in _plan.Leaders) _outboxes[leader].Writer.TryWrite(answer);
+    }
+
+    /// <summary>
+    /// One host with shared-memory statistics: rank 0's commit carried the step's statistics, one
+    /// entry per batch-norm layer; they update the running averages as the hub's results would have.
+    /// </summary>
+    private bool ApplyCommittedStatistics(long step)
+    {
+        (long Step, IReadOnlyList<(int Layer, double[] Values)> Layers)? carried;
+        lock (_gate)
+        {
+            carried = _committedStatistics;
+            _committedStatistics = null;
+        }
+        if (_plan.Mode != StatsMode.SingleHost || !_settings.Training.SyncBatchNorm || _running.Count == 0) return true;
+        var layers = carried is { } c && c.Step == step ? c.Layers : [];
+        var seen = new bool[_running.Count];
+        foreach (var (layer, values) in layers)
+        {
+            if (layer >= 0 && layer < seen.Length && seen[layer])
+            {
+                Abort($"rank 0's commit of step {step} carried the statistics of batch-norm layer {layer} twice");
+                return false;
+            }
+            if (_running.Update(layer, values) is { } problem)
+            {
+                Abort($"rank 0's commit of step {step} cannot update the running averages of {_layout?.Architecture ?? "the model"}: {problem}");
+                return false;
+            }
+            seen[layer] = true;
+        }
+        if (layers.Count != seen.Length)
+        {
+            Abort($"rank 0's commit of step {step} carried the statistics of {layers.Count} batch-norm layers; the model has {seen.Length}");
+            return false;
+        }
+        return true;
+    }
+
     /// <summary>Called by the hub (after its lock is released, in order) when a range of a gradient sum is final.</summary>
     private void ChunkReduced(OperationHeader header, float[] sum, int offset, int count) =>
         Broadcast(new FloatSumMessage(header, sum, offset, count));
@@ -69,6 +114,7 @@ public sealed partial class RunCoordinator
     private void CommitStep(CompletedOperation op)
     {
         var h = op.Header;
+        if (!ApplyCommittedStatistics(h.Step)) return;
         long committed = h.Step + 1;
         double seconds = Stopwatch.GetElapsedTime(_lastCommitAt).TotalSeconds;
         _lastCommitAt = Stopwatch.GetTimestamp();

@@ -12,7 +12,7 @@ namespace BnDist.Coordinator;
 
 /// <summary>What a worker receives when the world is complete.</summary>
 public sealed record JoinResult(string RunId, int Rank, int WorldSize, string ConfigJson,
-    long StartStep, double LearningRate, TimeSpan OperationTimeout, IReadOnlyList<string> RingEndpoints);
+    long StartStep, double LearningRate, TimeSpan OperationTimeout, IReadOnlyList<string> RingEndpoints, HostGroup? HostGroup = null);
 
 /// <summary>One committed step, as the coordinator saw it.</summary>
 public sealed record StepSummary(long Step, long TotalSteps, int Epoch, double Loss, double Accuracy, double LearningRate,
@@ -63,6 +63,12 @@ public sealed partial class RunCoordinator : IDisposable
     private long _worldFormedAt;
     private World? _world;
     private OperationHub? _hub;
+    // Shared-memory statistics: the hosts, the hub of the host leaders (several hosts), and rank 0's
+    // statistics of the step being committed (one host).
+    private HostPlan _plan = HostPlan.For(new World([]), "grpc", "", out _);
+    private string? _planRefusal;
+    private OperationHub? _statsHub;
+    private (long Step, IReadOnlyList<(int Layer, double[] Values)> Layers)? _committedStatistics;
     private Channel<RankMessage>[] _outboxes = [];
     private bool[] _ended = [];
     private bool[] _streamOpened = [];
@@ -128,6 +134,9 @@ public sealed partial class RunCoordinator : IDisposable
 
     public long CommittedSteps => Interlocked.Read(ref _committed);
 
+    /// <summary>How BN statistics travel in this run (decided when the world is complete).</summary>
+    public StatsMode StatisticsMode => _plan.Mode;
+
     public string? LatestCheckpoint { get; private set; }
 
     public long LatestCheckpointStep { get; private set; } = -1;
@@ -165,9 +174,14 @@ public sealed partial class RunCoordinator : IDisposable
             throw new RunAbortedException(reason);
         }
         StartRun(world);
+        if (_planRefusal is { } refused)
+        {
+            Abort($"rendezvous failed: {refused}");
+            throw new RunAbortedException(refused);
+        }
         int rank = world.RankOf(ticket.WorkerId);
         return new JoinResult(RunId, rank, world.Size, JsonSerializer.Serialize(_settings.Training),
-            _startStep, _schedule!.At(_startStep), OperationTimeout, _ringEndpoints);
+            _startStep, _schedule!.At(_startStep), OperationTimeout, _ringEndpoints, _plan.GroupOf(rank));
     }
 
     private IReadOnlyList<string> _ringEndpoints = [];
@@ -191,13 +205,16 @@ public sealed partial class RunCoordinator : IDisposable
             _streamOpened = new bool[world.Size];
             _timings = new double[world.Size, 4];
             _hub = new OperationHub(world.Size, OperationTimeout, Completed, Abort, ChunkReduced);
+            _plan = HostPlan.For(world, _settings.StatsTransport, RunId, out _planRefusal);
+            if (_plan.Mode == StatsMode.Hierarchical)
+                _statsHub = new OperationHub(_plan.Hosts.Count, OperationTimeout, StatisticsCompleted, Abort, rankNames: _plan.Leaders);
             _lastCommitAt = Stopwatch.GetTimestamp();
             _worldFormedAt = Stopwatch.GetTimestamp();
             _ringEndpoints = RingOf(world);
         }
-        _logger.LogInformation("Run {RunId}: {World} workers ({Ranks}); {Steps} steps of global batch {Batch}, {PerEpoch} per epoch",
+        _logger.LogInformation("Run {RunId}: {World} workers ({Ranks}); {Steps} steps of global batch {Batch}, {PerEpoch} per epoch; {Statistics}",
             RunId, world.Size, string.Join(", ", world.Members.Select((m, r) => $"rank {r} = {m.WorkerId} on {m.Device}")),
-            _totalSteps, _settings.Training.BatchSize, _batchesPerEpoch);
+            _totalSteps, _settings.Training.BatchSize, _batchesPerEpoch, _plan.Describe());
         Raise(WorldComplete, world);
     }
 
@@ -234,17 +251,44 @@ public sealed partial class RunCoordinator : IDisposable
 
     public string WorkerIdOf(int rank) => _world?.Members[rank].WorkerId ?? $"rank {rank}";
 
-    public void Contribute(int rank, OperationHeader header, double[] values) => Hub.Contribute(rank, header, values);
+    public void Contribute(int rank, OperationHeader header, double[] values)
+    {
+        if (header.Kind is not (CollectiveKind.BatchNormStats or CollectiveKind.BatchNormGradSums) || _plan.Mode == StatsMode.Flat)
+        {
+            Hub.Contribute(rank, header, values);
+            return;
+        }
+        if (_plan.Mode == StatsMode.SingleHost)
+            Abort($"rank {rank} sent {header} to the coordinator, but the run's ranks reduce BN statistics in shared memory");
+        else if (!_plan.IsLeader(rank))
+            Abort($"rank {rank} sent {header} to the coordinator, but only host leaders ({string.Join(", ", _plan.Leaders)}) exchange BN statistics");
+        else
+            _statsHub!.Contribute(_plan.HostOf(rank), header, values);
+    }
 
     public void ContributeChunk(int rank, OperationHeader header, int offset, ReadOnlySpan<byte> bytes) =>
         Hub.ContributeChunk(rank, header, offset, bytes);
 
-    public void Commit(int rank, OperationHeader header, double[] metrics, StepTiming timing)
+    /// <summary>
+    /// A rank's end of a step. <paramref name="statistics"/>: the step's global BN statistics by layer,
+    /// which rank 0 sends (and only it) when the ranks sum them in shared memory on one host.
+    /// </summary>
+    public void Commit(int rank, OperationHeader header, double[] metrics, StepTiming timing,
+        IReadOnlyList<(int Layer, double[] Values)>? statistics = null)
     {
         if (header.Kind != CollectiveKind.Metrics || header.Layer != -1)
         {
             Abort($"rank {rank} sent a commit with the header of {header}");
             return;
+        }
+        if (statistics is { Count: > 0 })
+        {
+            if (rank != 0 || _plan.Mode != StatsMode.SingleHost)
+            {
+                Abort($"rank {rank} sent BN statistics with its commit of step {header.Step}; only rank 0 does, when one host reduces them in shared memory");
+                return;
+            }
+            lock (_gate) _committedStatistics = (header.Step, statistics);
         }
         Hub.Contribute(rank, header, metrics, timing);
     }
@@ -286,6 +330,7 @@ public sealed partial class RunCoordinator : IDisposable
     private void CheckDeadlines()
     {
         _hub?.CheckDeadlines();
+        _statsHub?.CheckDeadlines();
         CheckPrepareDeadline();
         string? silent = null;
         lock (_gate)
@@ -304,6 +349,7 @@ public sealed partial class RunCoordinator : IDisposable
     {
         if (Interlocked.Exchange(ref _over, 1) != 0) return;
         _hub?.Fail(reason);
+        _statsHub?.Fail(reason);
         _logger.LogError("Run {RunId} failed: {Reason}", RunId, reason);
         foreach (var box in _outboxes)
         {

@@ -4,7 +4,7 @@ namespace BnDist.Protos;
 public static class WireLimits
 {
     /// <summary>The version of cluster.proto's semantics; a worker of another version is refused.</summary>
-    public const int ProtocolVersion = 2;
+    public const int ProtocolVersion = 3;
 
     /// <summary>gRPC message limit on both ends (an initial state or checkpoint image is a few MB).</summary>
     public const int MaxMessageBytes = 256 * 1024 * 1024;

@@ -61,6 +61,18 @@ public sealed record LocalClusterOptions
     /// <summary>"ring" (default: gradients summed between the workers) or "hub" (through the coordinator).</summary>
     public string GradientPath { get; init; } = "ring";
 
+    /// <summary>
+    /// How BN statistics cross (--stats-transport): auto, shm or grpc. Null: auto, or grpc when the
+    /// test joins ranks of its own (<see cref="ExternalWorkers"/> speak the flat protocol).
+    /// </summary>
+    public string? StatsTransport { get; init; }
+
+    /// <summary>
+    /// Each in-process worker's host identity (null: all on this machine). Workers with different
+    /// identities act as different hosts: shared memory within, the coordinator between.
+    /// </summary>
+    public IReadOnlyList<string>? HostIds { get; init; }
+
     /// <summary>Called with the run before any worker starts: subscribe to its progress events here to see every one.</summary>
     public Action<RunCoordinator>? Observe { get; init; }
 
@@ -121,6 +133,7 @@ public sealed class LocalCluster : IAsyncDisposable
             CheckpointDirectory = options.CheckpointDirectory,
             CheckpointEvery = options.CheckpointEvery,
             GradientPath = options.GradientPath,
+            StatsTransport = options.StatsTransport ?? (options.ExternalWorkers > 0 ? "grpc" : "auto"),
             Init = options.Init,
             Resume = options.Resume,
         };
@@ -145,6 +158,7 @@ public sealed class LocalCluster : IAsyncDisposable
                 Threads = options.ThreadsPerWorker,
                 Data = options.DataDirectory,
                 Token = settings.Token,
+                HostId = options.HostIds?[rank],
             };
             var runner = new WorkerRunner(ws, logs.CreateLogger($"worker-{rank}")) { ModelBuilder = options.ModelBuilder };
             cluster._workers.Add(Task.Run(() => runner.RunAsync(cluster._stop.Token)));

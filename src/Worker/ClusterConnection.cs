@@ -2,6 +2,8 @@ using System.Net.Http;
 using System.Text.Json;
 using BnDist.Core.Backends;
 using BnDist.Core.Checkpoints;
+using BnDist.Core.Collectives;
+using BnDist.Core.Collectives.SharedMemory;
 using BnDist.Core.Data;
 using BnDist.Core.Models;
 using BnDist.Core.Optim;
@@ -87,6 +89,15 @@ public sealed class ClusterConnection : IAsyncDisposable
             var timeout = TimeSpan.FromMilliseconds(join.OperationTimeoutMs);
             var collective = new GrpcCollective(client, headers, join.RunId, join.Rank, join.WorldSize, timeout, backend, cancellation,
                 settings.Coordinator) { NextLearningRate = join.LearningRate };
+            try
+            {
+                await AttachHostGroupAsync(join, collective, timeout, cancellation);
+            }
+            catch
+            {
+                await collective.DisposeAsync();
+                throw;
+            }
             if (join.RingEndpoints.Count > 0)
             {
                 try
@@ -112,6 +123,35 @@ public sealed class ClusterConnection : IAsyncDisposable
         {
             channel.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The host's shared-memory segment, when the coordinator put this rank in a host group: every
+    /// rank of the host maps it (within the operation timeout) before the first step.
+    /// </summary>
+    private static async Task AttachHostGroupAsync(JoinReply join, GrpcCollective collective, TimeSpan timeout, CancellationToken cancellation)
+    {
+        if (join.HostGroup is not { } group) return;
+        bool hierarchical = group.Hosts > 1;
+        if (group.Ranks.Count < 2)
+        {
+            collective.UseHostGroup(null, hierarchical);
+            return;
+        }
+        int local = group.Ranks.IndexOf(join.Rank);
+        if (local < 0 || string.IsNullOrEmpty(group.Segment) || group.Segment.Contains('/') || group.Segment.Contains(".."))
+            throw new ClusterException($"the coordinator sent rank {join.Rank} a malformed host group ({group})");
+        string path = Path.Combine(SharedMemoryGroup.DefaultDirectory, group.Segment);
+        try
+        {
+            var shared = await Task.Run(() => SharedMemoryGroup.Attach(path, local, [.. group.Ranks], timeout, cancellation), cancellation);
+            collective.UseHostGroup(shared, hierarchical);
+        }
+        catch (CollectiveException e)
+        {
+            // A rank of the host that never came: the coordinator may know why (it died before its stream opened).
+            throw await Task.Run(() => collective.CoordinatorsReasonFor(new ClusterException(e.Message, e)), CancellationToken.None);
         }
     }
 
@@ -173,6 +213,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             ProtocolVersion = WireLimits.ProtocolVersion,
             Dataset = data,
             DataEndpoint = dataEndpoint,
+            Host = settings.HostIdentity(),
         };
         // The coordinator may not be up yet (a cluster starting together): retry briefly while
         // unreachable. The whole join, the wait for the world included, has a deadline: the

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using BnDist.Core.Backends;
 using BnDist.Core.Collectives;
+using BnDist.Core.Collectives.SharedMemory;
 using BnDist.Core.Layers;
 using BnDist.Core.Training;
 using BnDist.Protos;
@@ -84,11 +85,41 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         _gradientsAtStepStart = GradientSeconds;
     }
 
+    /// <summary>
+    /// BN statistics through the host's shared memory (<paramref name="group"/>: null for a host of
+    /// one rank); with <paramref name="hierarchical"/>, the host leaders exchange the hosts' sums
+    /// through the coordinator, on a sequence of their own. Set once, after the join.
+    /// </summary>
+    public void UseHostGroup(SharedMemoryGroup? group, bool hierarchical)
+    {
+        if (group is null && !hierarchical) throw new ArgumentException("a run on one host needs its shared-memory group");
+        (_host, _hierarchical) = (group, hierarchical);
+        _leader = group is null || group.LocalRank == 0;
+        _exchange = ExchangeWithHosts;
+    }
+
+    private SharedMemoryGroup? _host;
+    private bool _hierarchical, _leader;
+    private HostExchange? _exchange;
+    private long _statsSequence;
+    private (CollectiveKind Kind, int Layer) _exchanging;
+    // Rank 0 on one host: the step's global statistics by layer, sent with the commit (buffers reused).
+    private readonly List<(int Layer, double[] Values)> _stepStatistics = [];
+    private int _stepStatisticsCount;
+
+    /// <summary>Whether BN statistics go through shared memory (the host group is set).</summary>
+    public bool SharedMemoryStatistics => _exchange is not null;
+
     public void AllReduceSum(Span<double> values, CollectiveKind kind, int layer)
     {
         if (kind == CollectiveKind.Metrics && layer == -1)
         {
             Commit(values);
+            return;
+        }
+        if (_exchange is not null && kind is CollectiveKind.BatchNormStats or CollectiveKind.BatchNormGradSums)
+        {
+            ReduceStatistics(values, kind, layer);
             return;
         }
         long t0 = Stopwatch.GetTimestamp();
@@ -102,6 +133,51 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         for (int i = 0; i < values.Length; i++) values[i] = result.Values[i];
         if (kind is CollectiveKind.BatchNormStats or CollectiveKind.BatchNormGradSums)
             ExchangeSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>The shared-memory path: within the host, and for a leader of several hosts, through the coordinator.</summary>
+    private void ReduceStatistics(Span<double> values, CollectiveKind kind, int layer)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        try
+        {
+            _exchanging = (kind, layer);
+            if (_host is null) ExchangeWithHosts(values); // a host of one rank: it is its own leader
+            else _host.AllReduce(values, _step, kind, layer, _hierarchical, _hierarchical && _leader ? _exchange : null);
+        }
+        catch (CollectiveException e)
+        {
+            // (The leader's own exchange failing passes through as the ClusterException it threw.)
+            throw new ClusterException(e.Message, e);
+        }
+        if (!_hierarchical && Rank == 0 && kind == CollectiveKind.BatchNormStats) Record(layer, values);
+        ExchangeSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>The host leader's exchange: the host's sums to the coordinator, the global sums back (replacing them).</summary>
+    private void ExchangeWithHosts(Span<double> hostSum)
+    {
+        var (kind, layer) = _exchanging;
+        var header = new Protos.V1.OperationHeader
+        {
+            RunId = _runId, Step = _step, Sequence = _statsSequence++, Kind = (OperationKind)(int)kind, Layer = layer, Length = hostSum.Length,
+        };
+        var contribution = new Contribution { Header = header };
+        foreach (double v in hostSum) contribution.Values.Add(v);
+        Write(new WorkerMessage { Contribution = contribution });
+        var result = Expect(header, CoordinatorMessage.BodyOneofCase.Result).Result;
+        if (result.Values.Count != hostSum.Length)
+            throw new ClusterException($"the coordinator answered {Describe(header)} with {result.Values.Count} values");
+        for (int i = 0; i < hostSum.Length; i++) hostSum[i] = result.Values[i];
+    }
+
+    private void Record(int layer, ReadOnlySpan<double> values)
+    {
+        if (_stepStatisticsCount == _stepStatistics.Count) _stepStatistics.Add((layer, values.ToArray()));
+        var (_, buffer) = _stepStatistics[_stepStatisticsCount];
+        if (buffer.Length != values.Length) buffer = values.ToArray();
+        else values.CopyTo(buffer);
+        _stepStatistics[_stepStatisticsCount++] = (layer, buffer);
     }
 
     public void SumGradients(IReadOnlyList<Parameter> parameters)
@@ -210,6 +286,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     /// <summary>Ends this rank's stream and waits for the coordinator to close the run.</summary>
     public async Task CompleteAsync()
     {
+        _host?.Complete(); // its last operation is done: leaving the segment no longer fails the others
         try
         {
             await _call.RequestStream.CompleteAsync().WaitAsync(_wait);
@@ -228,6 +305,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
 
     public ValueTask DisposeAsync()
     {
+        _host?.Dispose();
         Ring?.Dispose();
         _call.Dispose();
         _deadline.Dispose();
@@ -247,6 +325,13 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             Timing = new Protos.V1.StepTiming { ComputeS = wall - stats - gradients, StatsExchangeS = stats, GradientExchangeS = gradients },
         };
         foreach (double v in metrics) commit.Metrics.Add(v);
+        for (int i = 0; i < _stepStatisticsCount; i++)
+        {
+            var statistics = new LayerStatistics { Layer = _stepStatistics[i].Layer };
+            statistics.Values.Add(_stepStatistics[i].Values);
+            commit.Statistics.Add(statistics);
+        }
+        _stepStatisticsCount = 0;
         Write(new WorkerMessage { Commit = commit });
         var reply = Expect(header, CoordinatorMessage.BodyOneofCase.Committed).Committed;
         for (int i = 0; i < metrics.Length; i++) metrics[i] = reply.Metrics[i];

@@ -47,6 +47,25 @@ public sealed class WorkerSettings
     /// </summary>
     public double JoinTimeoutSeconds { get; set; } = 150;
 
+    /// <summary>
+    /// Which machine this worker runs on, as far as sharing memory goes: workers with the same
+    /// identity reduce BN statistics through /dev/shm (--stats-transport). Null: this machine's
+    /// name and boot id (so two containers with their own /dev/shm differ); "none": never share.
+    /// Tests give workers of one process different identities to make several "hosts".
+    /// </summary>
+    public string? HostId { get; set; }
+
+    /// <summary>The identity sent at join: empty when this worker cannot or will not share memory.</summary>
+    public string HostIdentity()
+    {
+        if (HostId == "none" || !Core.Collectives.SharedMemory.SharedMemoryGroup.IsSupported) return "";
+        if (!string.IsNullOrWhiteSpace(HostId)) return HostId.Trim();
+        string boot = "";
+        try { boot = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* the name alone */ }
+        return $"{Environment.MachineName}/{boot}";
+    }
+
     /// <summary>The run token (null: none sent).</summary>
     public string? Token { get; set; }
 

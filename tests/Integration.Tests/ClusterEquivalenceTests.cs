@@ -1,3 +1,4 @@
+using BnDist.Coordinator;
 using BnDist.Core.Data;
 using BnDist.Core.Tests.Support;
 using BnDist.Core.Training;
@@ -14,23 +15,43 @@ public sealed class ClusterEquivalenceTests(ITestOutputHelper output)
 {
     private static readonly Dataset Data = Dataset.Load(Dataset.DefaultDirectory(), train: true);
 
+    /// <summary>
+    /// On every statistics transport (--stats-transport): "shm", the ranks of this one host summing
+    /// in shared memory (what auto picks here); "grpc", every rank through the coordinator; and
+    /// "two-hosts", the workers split alternately between two host identities (ranks 0, 2, … and
+    /// 1, 3, …: hosts that are not contiguous in rank), shared memory within each and the two
+    /// leaders through the coordinator.
+    /// </summary>
     [Theory]
-    [InlineData(1, 22, "ring")]
-    [InlineData(2, 22, "ring")]
-    [InlineData(3, 22, "ring")]
-    [InlineData(4, 22, "ring")]
-    [InlineData(3, 3, "ring")]   // one sample per worker
-    [InlineData(2, 4, "ring")]   // two samples per worker
-    [InlineData(4, 3, "ring")]   // a global batch smaller than K: rank 3's shards are empty
-    [InlineData(3, 22, "hub")]   // gradients through the coordinator instead of the ring
-    [InlineData(4, 3, "hub")]
-    public async Task K_workers_over_grpc_equal_one_process_on_the_concatenated_batch(int k, int batch, string gradientPath)
+    [InlineData(1, 22, "ring", "shm")]
+    [InlineData(2, 22, "ring", "shm")]
+    [InlineData(3, 22, "ring", "shm")]
+    [InlineData(4, 22, "ring", "shm")]
+    [InlineData(3, 3, "ring", "shm")]   // one sample per worker
+    [InlineData(2, 4, "ring", "shm")]   // two samples per worker
+    [InlineData(4, 3, "ring", "shm")]   // a global batch smaller than K: rank 3's shards are empty
+    [InlineData(3, 22, "hub", "shm")]   // gradients through the coordinator instead of the ring
+    [InlineData(4, 3, "hub", "shm")]
+    [InlineData(3, 22, "ring", "grpc")]
+    [InlineData(4, 3, "ring", "grpc")]
+    [InlineData(4, 22, "ring", "two-hosts")]
+    [InlineData(3, 22, "ring", "two-hosts")] // a host of one rank: its own leader
+    [InlineData(4, 3, "hub", "two-hosts")]
+    public async Task K_workers_equal_one_process_on_the_concatenated_batch_on_every_stats_transport(int k, int batch, string gradientPath,
+        string stats)
     {
         var config = new TrainingConfig { Model = "convnet", BatchSize = batch, Steps = 5, Seed = 5, LearningRate = 0.05, Evaluate = false };
-        await using var cluster = await LocalCluster.StartAsync(config, k, new LocalClusterOptions { GradientPath = gradientPath });
+        await using var cluster = await LocalCluster.StartAsync(config, k, new LocalClusterOptions
+        {
+            GradientPath = gradientPath,
+            StatsTransport = stats == "grpc" ? "grpc" : "shm",
+            HostIds = stats == "two-hosts" ? [.. Enumerable.Range(0, k).Select(r => r % 2 == 0 ? "host-a" : "host-b")] : null,
+        });
         var result = await cluster.WaitAsync();
         Assert.True(result.Coordinator.Succeeded, result.Coordinator.Error);
         Assert.Equal(5, result.Coordinator.CommittedSteps);
+        Assert.Equal(k == 1 || stats == "grpc" ? StatsMode.Flat : stats == "shm" ? StatsMode.SingleHost : StatsMode.Hierarchical,
+            cluster.Run.StatisticsMode);
 
         var single = ShardedRun.TrainSingle(config, Data);
         var perturbed = ShardedRun.TrainSingle(config, Equivalence.RoundingPerturbed(Data));
@@ -42,6 +63,28 @@ public sealed class ClusterEquivalenceTests(ITestOutputHelper output)
         Assert.Equal(6, running.Count); // bn1, bn2 and bn3: running_mean and running_var each
         foreach (var (name, values) in running)
             Assert.Equal(result.Workers[0].State[name], values);
+    }
+
+    /// <summary>
+    /// Shared memory sums in rank order from zero, as the coordinator's hub does: the same K ranks
+    /// end bit-identical on either transport (parameters, buffers, losses).
+    /// </summary>
+    [Fact]
+    public async Task Shared_memory_statistics_are_bit_identical_to_grpc_statistics()
+    {
+        var config = new TrainingConfig { Model = "convnet", BatchSize = 22, Steps = 4, Seed = 9, LearningRate = 0.05, Evaluate = false };
+        var runs = new List<ClusterResult>();
+        foreach (string transport in new[] { "grpc", "shm" })
+        {
+            await using var cluster = await LocalCluster.StartAsync(config, 3, new LocalClusterOptions { StatsTransport = transport });
+            runs.Add(await cluster.WaitAsync());
+            Assert.True(runs[^1].Coordinator.Succeeded, runs[^1].Coordinator.Error);
+        }
+        for (int r = 0; r < 3; r++)
+        {
+            Assert.Equal(runs[0].Workers[r].Losses, runs[1].Workers[r].Losses);
+            foreach (var (name, values) in runs[0].Workers[r].State) Assert.Equal(values, runs[1].Workers[r].State[name]);
+        }
     }
 
     /// <summary>

@@ -10,6 +10,9 @@ internal sealed class ClusterOptions(int defaultPort)
     public Option<int> Workers { get; } = Opt.Int("--workers", "world size: the number of worker processes", 2, min: 1, helpName: "K");
     public Option<string> GradientPath { get; } = Opt.Choice("--gradient-path",
         "ring: gradients summed directly between the workers over TCP; hub: through the coordinator, in rank order", "ring", "ring", "hub");
+    public Option<string> StatsTransport { get; } = Opt.Choice("--stats-transport",
+        "auto: BN statistics through shared memory between the workers of one host, and through the coordinator between hosts; " +
+        "shm: the same, and every worker must be able to share memory; grpc: every worker through the coordinator", "auto", "auto", "shm", "grpc");
     public Option<double> Timeout { get; } = Opt.Double("--timeout", "seconds any rank may wait for the others in one operation", 60, "S");
     public Option<double> JoinTimeout { get; } = Opt.Double("--join-timeout", "seconds to wait for all workers to join", 120, "S");
     public Option<string> CheckpointDir { get; } = Opt.String("--checkpoint-dir", "write checkpoint.safetensors here", helpName: "DIR");
@@ -21,7 +24,7 @@ internal sealed class ClusterOptions(int defaultPort)
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { Workers, GradientPath, Timeout, JoinTimeout, CheckpointDir, CheckpointEvery, TokenFile, Host, Port })
+        foreach (var o in new Option[] { Workers, GradientPath, StatsTransport, Timeout, JoinTimeout, CheckpointDir, CheckpointEvery, TokenFile, Host, Port })
             command.Options.Add(o);
     }
 
@@ -30,6 +33,7 @@ internal sealed class ClusterOptions(int defaultPort)
     {
         settings.Workers = r.Pick(Workers, settings.Workers);
         settings.GradientPath = r.Pick(GradientPath, settings.GradientPath)!;
+        settings.StatsTransport = r.Pick(StatsTransport, settings.StatsTransport)!;
         settings.OperationTimeoutSeconds = r.Pick(Timeout, settings.OperationTimeoutSeconds);
         settings.JoinTimeoutSeconds = r.Pick(JoinTimeout, settings.JoinTimeoutSeconds);
         settings.CheckpointDirectory = r.Pick(CheckpointDir, settings.CheckpointDirectory);

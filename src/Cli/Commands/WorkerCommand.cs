@@ -23,7 +23,9 @@ public static class WorkerCommand
         var tokenFile = Opt.InputFile("--token-file", $"the run token (else the environment variable {Protos.RunToken.EnvironmentVariable})");
         var advertise = Opt.String("--advertise", "where the other workers reach this one for the gradient ring " +
                                                   "(default: 127.0.0.1 with a coordinator on loopback, else this host's name)", helpName: "HOST");
-        var command = new Command("worker", "join a coordinator and train") { coordinator, workerId, device, threads, data, tokenFile, advertise };
+        var hostId = Opt.String("--host-id", "which machine this worker is on: workers with the same id share BN statistics through " +
+                                             "/dev/shm (default: this machine's name and boot id; none: never share)", helpName: "ID");
+        var command = new Command("worker", "join a coordinator and train") { coordinator, workerId, device, threads, data, tokenFile, advertise, hostId };
         command.SetAction(r =>
         {
             var settings = SettingsConfiguration.Bind(WorkerSettings.Section, new WorkerSettings());
@@ -33,6 +35,7 @@ public static class WorkerCommand
             settings.Threads = r.Pick(threads, settings.Threads);
             settings.Data = r.Pick(data, settings.Data);
             settings.AdvertiseHost = r.Pick(advertise, settings.AdvertiseHost);
+            settings.HostId = r.Pick(hostId, settings.HostId);
             settings.Token = r.Given(tokenFile) ? Protos.RunToken.Resolve(r.GetValue(tokenFile)) : settings.Token ?? Protos.RunToken.Resolve(null);
             return Run(settings);
         });
