@@ -65,7 +65,8 @@ public sealed partial class RunCoordinator
 
     /// <summary>
     /// One host with shared-memory statistics: rank 0's commit carried the step's statistics, one
-    /// entry per batch-norm layer; they update the running averages as the hub's results would have.
+    /// entry per batch-norm layer that ran; they update the running averages as the hub's results
+    /// would have, in the order they came.
     /// </summary>
     private bool ApplyCommittedStatistics(long step)
     {
@@ -75,12 +76,16 @@ public sealed partial class RunCoordinator
             carried = _committedStatistics;
             _committedStatistics = null;
         }
-        if (_plan.Mode != StatsMode.SingleHost || !_settings.Training.SyncBatchNorm || _running.Count == 0) return true;
-        var layers = carried is { } c && c.Step == step ? c.Layers : [];
-        var seen = new bool[_running.Count];
-        foreach (var (layer, values) in layers)
+        if (carried is not { } c) return true;
+        if (c.Step != step)
         {
-            if (layer >= 0 && layer < seen.Length && seen[layer])
+            Abort($"rank 0 sent the BN statistics of step {c.Step} with the commit of step {step}");
+            return false;
+        }
+        var seen = new HashSet<int>();
+        foreach (var (layer, values) in c.Layers)
+        {
+            if (!seen.Add(layer))
             {
                 Abort($"rank 0's commit of step {step} carried the statistics of batch-norm layer {layer} twice");
                 return false;
@@ -90,12 +95,6 @@ public sealed partial class RunCoordinator
                 Abort($"rank 0's commit of step {step} cannot update the running averages of {_layout?.Architecture ?? "the model"}: {problem}");
                 return false;
             }
-            seen[layer] = true;
-        }
-        if (layers.Count != seen.Length)
-        {
-            Abort($"rank 0's commit of step {step} carried the statistics of {layers.Count} batch-norm layers; the model has {seen.Length}");
-            return false;
         }
         return true;
     }

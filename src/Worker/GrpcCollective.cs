@@ -147,8 +147,11 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         }
         catch (CollectiveException e)
         {
-            // (The leader's own exchange failing passes through as the ClusterException it threw.)
-            throw new ClusterException(e.Message, e);
+            // Another rank of the host left, died or disagreed. The coordinator, which sees a
+            // stream end, usually names the culprit better (its worker id) and is aborting the
+            // run: its reason, if it comes within a short wait, is the one given. (The leader's
+            // own exchange failing passes through as the ClusterException it threw.)
+            throw CoordinatorsReasonFor(new ClusterException(e.Message, e));
         }
         if (!_hierarchical && Rank == 0 && kind == CollectiveKind.BatchNormStats) Record(layer, values);
         ExchangeSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
@@ -171,13 +174,17 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         for (int i = 0; i < hostSum.Length; i++) hostSum[i] = result.Values[i];
     }
 
+    /// <summary>Keeps a layer's statistics for the commit: the last of the step, if a layer reduced twice (the collective benchmark does).</summary>
     private void Record(int layer, ReadOnlySpan<double> values)
     {
-        if (_stepStatisticsCount == _stepStatistics.Count) _stepStatistics.Add((layer, values.ToArray()));
-        var (_, buffer) = _stepStatistics[_stepStatisticsCount];
+        int at = 0;
+        while (at < _stepStatisticsCount && _stepStatistics[at].Layer != layer) at++;
+        if (at == _stepStatistics.Count) _stepStatistics.Add((layer, values.ToArray()));
+        var buffer = _stepStatistics[at].Values;
         if (buffer.Length != values.Length) buffer = values.ToArray();
         else values.CopyTo(buffer);
-        _stepStatistics[_stepStatisticsCount++] = (layer, buffer);
+        _stepStatistics[at] = (layer, buffer);
+        if (at == _stepStatisticsCount) _stepStatisticsCount++;
     }
 
     public void SumGradients(IReadOnlyList<Parameter> parameters)
@@ -305,9 +312,11 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
 
     public ValueTask DisposeAsync()
     {
+        // The stream first: the coordinator then hears of this rank's end before the others of
+        // its host find the segment failed (and it names this rank, not one of them).
+        _call.Dispose();
         _host?.Dispose();
         Ring?.Dispose();
-        _call.Dispose();
         _deadline.Dispose();
         _writeDeadline.Dispose();
         return ValueTask.CompletedTask;

@@ -17,21 +17,34 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
     private const int Victim = 1; // the worker in the middle of the ring: both its neighbours notice
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(TimeoutSeconds + 5);
 
-    [Fact]
-    public async Task A_killed_worker_ends_every_other_process_in_time_naming_it()
+    /// <summary>
+    /// On both statistics transports: shm (the workers of this host wait in shared memory, where
+    /// they see the killed process gone from /proc) and grpc (they wait on the coordinator). No
+    /// shared-memory segment of the run may be left in /dev/shm.
+    /// </summary>
+    [Theory]
+    [InlineData("shm")]
+    [InlineData("grpc")]
+    public async Task A_killed_worker_ends_every_other_process_in_time_naming_it(string statsTransport)
     {
-        await using var cluster = await StartAsync();
+        await using var cluster = await StartAsync(statsTransport);
         var faultAt = Stopwatch.StartNew();
         cluster.Workers[Victim].Kill();
 
         var exits = await ExitTimesAsync(cluster, except: cluster.Workers[Victim], faultAt);
-        await AssertFailedNamingAsync(cluster, exits, Names(Victim), "kill -9 of worker 1");
+        await AssertFailedNamingAsync(cluster, exits, Names(Victim), $"kill -9 of worker 1 (--stats-transport {statsTransport})");
+        // The run's segments are /dev/shm/bndist-RUNID-HOST; the run id is in the coordinator's failure line.
+        var run = Regex.Match(await cluster.CoordinatorOutput, @"Run ([0-9a-f]{12}) failed");
+        Assert.True(run.Success, "the coordinator did not log its run's failure");
+        Assert.Empty(Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"bndist-{run.Groups[1].Value}-*") : []);
     }
 
-    [Fact]
-    public async Task A_stopped_worker_ends_every_other_process_in_time_naming_it()
+    [Theory]
+    [InlineData("shm")]
+    [InlineData("grpc")]
+    public async Task A_stopped_worker_ends_every_other_process_in_time_naming_it(string statsTransport)
     {
-        await using var cluster = await StartAsync();
+        await using var cluster = await StartAsync(statsTransport);
         var stopped = cluster.Workers[Victim];
         try
         {
@@ -39,7 +52,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
             Assert.Equal(0, BndistProcess.Signal(stopped.Id, 19)); // SIGSTOP: alive, connected, silent
 
             var exits = await ExitTimesAsync(cluster, except: stopped, faultAt);
-            await AssertFailedNamingAsync(cluster, exits, Names(Victim), "SIGSTOP of worker 1");
+            await AssertFailedNamingAsync(cluster, exits, Names(Victim), $"SIGSTOP of worker 1 (--stats-transport {statsTransport})");
         }
         finally
         {
@@ -124,8 +137,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
         return (p.HasExited ? p.ExitCode : -1, stdout.Result, stderr.Result);
     }
 
-    private static Task<ProcessCluster> StartAsync() =>
-        ProcessCluster.StartAsync("fault", Workers, "--timeout", TimeoutSeconds.ToString());
+    private static Task<ProcessCluster> StartAsync(string statsTransport = "auto") =>
+        ProcessCluster.StartAsync("fault", Workers, "--timeout", TimeoutSeconds.ToString(), "--stats-transport", statsTransport);
 
     /// <summary>A reason that names rank r, or worker fault-r: "rank 1 (fault-1) disconnected", "rank(s) 1 did not contribute".</summary>
     private static Regex Names(int rank) => new($@"\brank(\(s\))? {rank}\b|\bfault-{rank}\b");
