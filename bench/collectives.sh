@@ -4,8 +4,10 @@
 # What it measures, for K = 2 and 4 worker processes on loopback:
 #   - BN-statistics all-reduce latency: 2·C+1 float64 values, C in CHANNELS; WARMUP operations
 #     to let the JIT settle, then OPS timed ones back to back; rank 0's p50 / p99 / mean.
-#     BnDist: `bndist bench collective` (the real path: GrpcCollective → coordinator hub →
-#     running-statistics update → answer, token checked); peers: bench/peers/collectives.sh.
+#     BnDist: `bndist bench collective` twice: through the shared memory of this host
+#     (--stats-transport shm, impl "bndist-shm": what launch does) and through the coordinator
+#     (--stats-transport grpc, impl "bndist": GrpcCollective → coordinator hub → running-statistics
+#     update → answer, token checked); peers: bench/peers/collectives.sh.
 #   - Gradient all-reduce: float32 buffers of SIZES MiB, REPS timed ones; median time, algbw and
 #     busbw = algbw·2(K−1)/K (nccl-tests). BnDist twice: its ring between the workers (the
 #     default; impl "bndist") and the path through the coordinator (--gradient-path hub; "bndist-hub").
@@ -39,9 +41,12 @@ dotnet build "$ROOT/src/Cli/Cli.csproj" -c Release --nologo -v q >"$OUT/build.lo
 BNDIST="$ROOT/src/Cli/bin/Release/net10.0/bndist"
 
 for K in $WORKERS; do
-    echo "== BnDist, K=$K (BN statistics; gradients through the ring between the workers: impl bndist)"
+    echo "== BnDist, K=$K (BN statistics through shared memory: impl bndist-shm; gradients through the ring between the workers: impl bndist)"
     "$BNDIST" bench collective --workers "$K" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" \
-        --sizes-mib "$SIZES" --reps "$REPS" --gradient-path ring --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
+        --sizes-mib "$SIZES" --reps "$REPS" --gradient-path ring --stats-transport shm --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
+    echo "== BnDist, K=$K (BN statistics through the coordinator: --stats-transport grpc, impl bndist)"
+    "$BNDIST" bench collective --workers "$K" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" --skip-gradients \
+        --stats-transport grpc --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
     echo "== BnDist, K=$K (gradients through the coordinator: impl bndist-hub)"
     "$BNDIST" bench collective --workers "$K" --skip-stats --sizes-mib "$SIZES" --reps "$REPS" --gradient-path hub \
         --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"

@@ -2,7 +2,8 @@
 """Markdown tables of all-reduce results: BnDist's gRPC collective against its peers.
 
 Reads one or more JSON-lines files, as written by bench/peers/collectives.sh (impl "grpc-hub",
-"grpc-hub-sync", "gloo", "openmpi-tcp", "openmpi-sm") and by BnDist's own benchmark (impl "bndist", same fields):
+"grpc-hub-sync", "gloo", "openmpi-tcp", "openmpi-sm") and by BnDist's own benchmark (impl "bndist-shm": statistics through
+shared memory; "bndist": through the coordinator over gRPC; "bndist-hub": gradients through the coordinator; same fields):
 
   {"impl", "kind": "bn-stats", "workers", "channels", "values", "ops", "warmup",
    "p50_us", "p99_us", "mean_us"}
@@ -30,7 +31,7 @@ import sys
 from collections import defaultdict
 
 # Column order: ours first, then the peers, then anything else in order of appearance.
-KNOWN_IMPLS = ["bndist", "bndist-hub", "grpc-hub", "grpc-hub-sync", "gloo", "openmpi-tcp", "openmpi-sm"]
+KNOWN_IMPLS = ["bndist-shm", "bndist", "bndist-hub", "grpc-hub", "grpc-hub-sync", "gloo", "openmpi-tcp", "openmpi-sm"]
 
 
 def load(paths):
@@ -84,14 +85,14 @@ def fmt_us(x):
 
 def table(group, impls, size_label, cells, ratio_field, ratio_note, baselines):
     """Print one Markdown table. cells: [(header suffix, field, formatter)] per impl; one
-    column bndist/B per baseline impl B present (ratio of ratio_field)."""
+    column A/B per pair (A, B) of baselines, both present (ratio of ratio_field)."""
     impls_here = [i for i in impls if any(k[0] == i for k in group)]
     if not impls_here:
         print("(no records)\n")
         return
-    ratios = [b for b in baselines if "bndist" in impls_here and b in impls_here]
+    ratios = [(a, b) for a, b in baselines if a in impls_here and b in impls_here]
     header = ["K", size_label] + [f"{i} {h}" for i in impls_here for h, _, _ in cells]
-    header += [f"bndist/{b} ({ratio_note})" for b in ratios]
+    header += [f"{a}/{b} ({ratio_note})" for a, b in ratios]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---:"] * len(header)) + "|")
     repeated = False
@@ -101,8 +102,8 @@ def table(group, impls, size_label, cells, ratio_field, ratio_note, baselines):
             recs = group.get((impl, k, size), [])
             repeated |= len(recs) > 1
             row += [f(med(recs, field)) if recs else "–" for _, field, f in cells]
-        for baseline in ratios:
-            b = med(group.get(("bndist", k, size), []), ratio_field)
+        for mine, baseline in ratios:
+            b = med(group.get((mine, k, size), []), ratio_field)
             g = med(group.get((baseline, k, size), []), ratio_field)
             row.append(f"{b / g:.2f}" if b is not None and g else "–")
         print("| " + " | ".join(row) + " |")
@@ -119,12 +120,13 @@ def main():
 
     print("### BN-stats all-reduce latency (2C+1 float64 per op; per-op µs on rank 0)\n")
     table(groups["bn-stats"], impls, "C",
-          [("p50 µs", "p50_us", fmt_us), ("p99 µs", "p99_us", fmt_us)], "p50_us", "p50", ["grpc-hub", "grpc-hub-sync", "gloo"])
+          [("p50 µs", "p50_us", fmt_us), ("p99 µs", "p99_us", fmt_us)], "p50_us", "p50",
+          [("bndist-shm", "openmpi-sm"), ("bndist-shm", "openmpi-tcp"), ("bndist", "grpc-hub"), ("bndist", "grpc-hub-sync"), ("bndist", "openmpi-tcp")])
 
     print("### Gradient all-reduce (float32; median per op on rank 0; busbw = algbw·2(K−1)/K)\n")
     table(groups["gradients"], impls, "MiB",
           [("ms", "median_ms", lambda x: fmt(x, 2)), ("busbw GB/s", "busbw_gbs", lambda x: fmt(x, 2))],
-          "median_ms", "median ms", ["gloo"])
+          "median_ms", "median ms", [("bndist", "openmpi-sm"), ("bndist", "gloo")])
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@ public sealed class CollectiveBenchTests
     private static List<JsonElement> Records(string stdout) =>
         [.. stdout.Split('\n').Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement)];
 
-    [Fact]
-    public void Bench_collective_measures_BN_statistics_per_channel_count_and_gradients_through_the_ring()
+    [Theory]
+    [InlineData("auto", "bndist-shm")] // the two processes share this host: statistics through shared memory
+    [InlineData("grpc", "bndist")]
+    public void Bench_collective_measures_BN_statistics_per_channel_count_and_gradients_through_the_ring(string transport, string impl)
     {
         var (code, stdout, stderr) = BndistProcess.Run(["bench", "collective", "--workers", "2", "--channels", "4,8", "--ops", "20",
-            "--warmup", "3", "--warmup-seconds", "0", "--sizes-mib", "0.01", "--reps", "2"]);
+            "--warmup", "3", "--warmup-seconds", "0", "--sizes-mib", "0.01", "--reps", "2", "--stats-transport", transport]);
         Assert.True(code == 0, stdout + stderr);
         var records = Records(stdout);
         var stats = records.Where(r => r.GetProperty("kind").GetString() == "bn-stats").ToList();
@@ -24,7 +26,7 @@ public sealed class CollectiveBenchTests
         Assert.Equal([9, 17], stats.Select(r => r.GetProperty("values").GetInt32()));
         foreach (var r in stats)
         {
-            Assert.Equal("bndist", r.GetProperty("impl").GetString());
+            Assert.Equal(impl, r.GetProperty("impl").GetString());
             Assert.Equal(2, r.GetProperty("workers").GetInt32());
             Assert.Equal(20, r.GetProperty("ops").GetInt32());
             Assert.True(r.GetProperty("warmup").GetInt32() >= 3);

@@ -55,6 +55,10 @@ public static class CollectiveBenchCommand
         var reps = Opt.Int("--reps", "timed gradient operations per size", 10, min: 1, helpName: "R");
         var gradientPath = Opt.Choice("--gradient-path", "ring: between the workers; hub: through the coordinator", "ring", "ring", "hub");
         var skipStats = Opt.Flag("--skip-stats", "measure only the gradients");
+        var skipGradients = Opt.Flag("--skip-gradients", "measure only the BN statistics");
+        var statsTransport = Opt.Choice("--stats-transport",
+            "auto: BN statistics through shared memory between the worker processes (impl bndist-shm); grpc: through the coordinator (impl bndist)",
+            "auto", "auto", "shm", "grpc");
         var output = Opt.OutputFile("--out", "append the JSON lines to this file too");
         // The driver's arguments to its worker processes.
         var coordinator = Opt.String("--coordinator", "the driver's coordinator", helpName: "URL");
@@ -63,13 +67,15 @@ public static class CollectiveBenchCommand
         foreach (var o in new Option[] { coordinator, tokenFile, workerId }) o.Hidden = true;
         var command = new Command("collective", "latency and bandwidth of the all-reduce, K worker processes on loopback")
         {
-            role, workers, channels, ops, warmup, warmupSeconds, sizes, reps, gradientPath, skipStats, output, coordinator, tokenFile, workerId,
+            role, workers, channels, ops, warmup, warmupSeconds, sizes, reps, gradientPath, skipStats, skipGradients, statsTransport, output, coordinator, tokenFile,
+            workerId,
         };
         command.SetAction(r =>
         {
             var o = Options.Check(new Options(r.GetValue(role)!, r.GetValue(workers), Ints(r.GetValue(channels)!, "--channels"), r.GetValue(ops),
                 r.GetValue(warmup), r.GetValue(warmupSeconds), Doubles(r.GetValue(sizes)!, "--sizes-mib"), r.GetValue(reps), r.GetValue(output),
-                r.GetValue(coordinator), r.GetValue(tokenFile), r.GetValue(workerId), r.GetValue(gradientPath)!, r.GetValue(skipStats)));
+                r.GetValue(coordinator), r.GetValue(tokenFile), r.GetValue(workerId), r.GetValue(gradientPath)!, r.GetValue(skipStats),
+                r.GetValue(skipGradients), r.GetValue(statsTransport)!));
             return o.Role == "worker" ? RunWorker(o, cancellation) : RunDriver(o, cancellation);
         });
         return command;
@@ -92,7 +98,7 @@ public static class CollectiveBenchCommand
     }
 
     private sealed record Options(string Role, int Workers, int[] Channels, int Ops, int Warmup, double WarmupSeconds, double[] SizesMiB, int Reps,
-        string? Out, string? Coordinator, string? TokenFile, string? WorkerId, string GradientPath, bool SkipStats)
+        string? Out, string? Coordinator, string? TokenFile, string? WorkerId, string GradientPath, bool SkipStats, bool SkipGradients, string StatsTransport)
     {
         public static Options Check(Options o)
         {
@@ -118,6 +124,7 @@ public static class CollectiveBenchCommand
             "--sizes-mib", string.Join(',', SizesMiB.Select(s => s.ToString(CultureInfo.InvariantCulture))),
             .. Out is null ? Array.Empty<string>() : ["--out", Path.GetFullPath(Out)],
             .. SkipStats ? ["--skip-stats"] : Array.Empty<string>(),
+            .. SkipGradients ? ["--skip-gradients"] : Array.Empty<string>(),
         ];
     }
 
@@ -135,6 +142,7 @@ public static class CollectiveBenchCommand
             },
             Token = RunToken.Generate(),
             GradientPath = o.GradientPath,
+            StatsTransport = o.StatsTransport,
         }.Validate();
         string tokenFile = Path.Combine(Path.GetTempPath(), $"bndist-bench-{Environment.ProcessId}.token");
         RunToken.WriteFile(tokenFile, settings.Token!);
@@ -274,14 +282,14 @@ public static class CollectiveBenchCommand
             Array.Sort(latencies);
             lines.Add(JsonSerializer.Serialize(new
             {
-                impl = "bndist", kind = "bn-stats", workers = world, channels = c, values = n, ops = o.Ops, warmup = warmupOps,
+                impl = collective.SharedMemoryStatistics ? "bndist-shm" : "bndist", kind = "bn-stats", workers = world, channels = c, values = n, ops = o.Ops, warmup = warmupOps,
                 warmup_s = Stopwatch.GetElapsedTime(warmupStart).TotalSeconds - latencies.Sum() / 1e6,
                 p50_us = Percentile(latencies, 0.50), p99_us = Percentile(latencies, 0.99), mean_us = latencies.Average(),
                 worker_cpu_us = cpuPerOp,
             }));
         }
 
-        foreach (double mib in o.SizesMiB)
+        foreach (double mib in o.SkipGradients ? [] : o.SizesMiB)
         {
             int count = (int)(mib * (1 << 20) / sizeof(float));
             var grad = backend.Allocate(count);
