@@ -9,8 +9,9 @@
 #     (--stats-transport grpc, impl "bndist": GrpcCollective → coordinator hub → running-statistics
 #     update → answer, token checked); peers: bench/peers/collectives.sh.
 #   - Gradient all-reduce: float32 buffers of SIZES MiB, REPS timed ones; median time, algbw and
-#     busbw = algbw·2(K−1)/K (nccl-tests). BnDist twice: its ring between the workers (the
-#     default; impl "bndist") and the path through the coordinator (--gradient-path hub; "bndist-hub").
+#     busbw = algbw·2(K−1)/K (nccl-tests). BnDist three times: through the shared memory of this
+#     host (the default on one host; impl "bndist-shm"), the TCP ring between the workers (what
+#     several hosts use; impl "bndist") and the path through the coordinator (--gradient-path hub; "bndist-hub").
 #   - The share of a convnet training step spent communicating (`bndist launch --workers K`,
 #     LAUNCH_STEPS steps of global batch 128 on the embedded data; its time breakdown).
 # Prints the merged tables (bench/peers/collectives_table.py); raw JSON lines and logs go to
@@ -41,12 +42,12 @@ dotnet build "$ROOT/src/Cli/Cli.csproj" -c Release --nologo -v q >"$OUT/build.lo
 BNDIST="$ROOT/src/Cli/bin/Release/net10.0/bndist"
 
 for K in $WORKERS; do
-    echo "== BnDist, K=$K (BN statistics through shared memory: impl bndist-shm; gradients through the ring between the workers: impl bndist)"
+    echo "== BnDist, K=$K (BN statistics and gradients through shared memory: impl bndist-shm)"
     "$BNDIST" bench collective --workers "$K" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" \
         --sizes-mib "$SIZES" --reps "$REPS" --gradient-path ring --stats-transport shm --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
-    echo "== BnDist, K=$K (BN statistics through the coordinator: --stats-transport grpc, impl bndist)"
-    "$BNDIST" bench collective --workers "$K" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" --skip-gradients \
-        --stats-transport grpc --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
+    echo "== BnDist, K=$K (BN statistics through the coordinator, --stats-transport grpc; gradients through the TCP ring: impl bndist)"
+    "$BNDIST" bench collective --workers "$K" --channels "$CHANNELS" --ops "$OPS" --warmup "$WARMUP" \
+        --sizes-mib "$SIZES" --reps "$REPS" --gradient-path ring --stats-transport grpc --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
     echo "== BnDist, K=$K (gradients through the coordinator: impl bndist-hub)"
     "$BNDIST" bench collective --workers "$K" --skip-stats --sizes-mib "$SIZES" --reps "$REPS" --gradient-path hub \
         --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"

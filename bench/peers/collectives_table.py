@@ -126,7 +126,7 @@ def main():
     print("### Gradient all-reduce (float32; median per op on rank 0; busbw = algbw·2(K−1)/K)\n")
     table(groups["gradients"], impls, "MiB",
           [("ms", "median_ms", lambda x: fmt(x, 2)), ("busbw GB/s", "busbw_gbs", lambda x: fmt(x, 2))],
-          "median_ms", "median ms", [("bndist", "openmpi-sm"), ("bndist", "gloo")])
+          "median_ms", "median ms", [("bndist-shm", "openmpi-sm"), ("bndist", "openmpi-tcp"), ("bndist", "gloo")])
 
 
 if __name__ == "__main__":

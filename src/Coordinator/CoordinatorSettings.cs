@@ -87,8 +87,9 @@ public sealed class CoordinatorSettings
     public bool InlineIo { get; set; } = Environment.GetEnvironmentVariable("BNDIST_INLINE_IO") != "0";
 
     /// <summary>
-    /// How gradients are summed: "ring" (default: directly between the workers, a ring
-    /// all-reduce over TCP, the coordinator carrying none of the bytes) or "hub" (through the
+    /// How gradients are summed: "ring" (default: directly between the workers, the coordinator
+    /// carrying none of the bytes: in their shared memory when the BN statistics go there and
+    /// every worker is on one host, else a ring all-reduce over TCP) or "hub" (through the
     /// coordinator's Collective streams, summed in rank order).
     /// </summary>
     public string GradientPath { get; set; } = "ring";

@@ -16,7 +16,8 @@ public enum StatsMode
 /// <summary>One rank's host group, as its join reply gives it.</summary>
 /// <param name="Segment">The shared-memory file's name (empty for a host of one rank: nothing to share).</param>
 /// <param name="Ranks">The host's global ranks, ascending; the first is the leader.</param>
-public sealed record HostGroup(string Segment, IReadOnlyList<int> Ranks, int Host, int Hosts);
+/// <param name="Gradients">The host's ranks sum gradients in the segment too (one host, gradients directly between the workers).</param>
+public sealed record HostGroup(string Segment, IReadOnlyList<int> Ranks, int Host, int Hosts, bool Gradients = false);
 
 /// <summary>
 /// The hosts of a run, from the host identities the workers gave at join: ranks with the same
@@ -48,13 +49,14 @@ public sealed class HostPlan
 
     public bool IsLeader(int rank) => Hosts[_hostOf[rank]][0] == rank;
 
-    /// <summary>What <paramref name="rank"/>'s join reply carries: null in flat mode.</summary>
-    public HostGroup? GroupOf(int rank)
+    /// <summary>What <paramref name="rank"/>'s join reply carries: null in flat mode. <paramref name="directGradients"/>: --gradient-path ring.</summary>
+    public HostGroup? GroupOf(int rank, bool directGradients)
     {
         if (Mode == StatsMode.Flat) return null;
         int host = _hostOf[rank];
         var ranks = Hosts[host];
-        return new HostGroup(ranks.Length > 1 ? $"bndist-{_runId}-{host}" : "", ranks, host, Hosts.Count);
+        return new HostGroup(ranks.Length > 1 ? $"bndist-{_runId}-{host}" : "", ranks, host, Hosts.Count,
+            Gradients: directGradients && Mode == StatsMode.SingleHost);
     }
 
     /// <summary>

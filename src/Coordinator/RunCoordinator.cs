@@ -181,7 +181,7 @@ public sealed partial class RunCoordinator : IDisposable
         }
         int rank = world.RankOf(ticket.WorkerId);
         return new JoinResult(RunId, rank, world.Size, JsonSerializer.Serialize(_settings.Training),
-            _startStep, _schedule!.At(_startStep), OperationTimeout, _ringEndpoints, _plan.GroupOf(rank));
+            _startStep, _schedule!.At(_startStep), OperationTimeout, _ringEndpoints, _plan.GroupOf(rank, _settings.GradientPath == "ring"));
     }
 
     private IReadOnlyList<string> _ringEndpoints = [];
@@ -231,12 +231,14 @@ public sealed partial class RunCoordinator : IDisposable
     }
 
     /// <summary>
-    /// The gradient ring's endpoints by rank, when the settings ask for a ring, there are two
-    /// ranks or more and every one offered an endpoint; else none (gradients through the hub).
+    /// The gradient ring's endpoints by rank, when the settings ask for a ring (gradients directly
+    /// between the workers), there are two ranks or more on more than one host, and every one offered
+    /// an endpoint; else none (gradients through the hub, or through the shared memory of the one host).
     /// </summary>
     private IReadOnlyList<string> RingOf(World world)
     {
         if (_settings.GradientPath != "ring" || world.Size < 2) return [];
+        if (_plan.Mode == StatsMode.SingleHost) return []; // the workers of one host sum gradients in their shared memory
         if (world.Members.Any(m => string.IsNullOrEmpty(m.DataEndpoint)))
         {
             _logger.LogWarning("Gradients go through the coordinator: {Workers} offered no ring endpoint",

@@ -58,7 +58,7 @@ public sealed record LocalClusterOptions
     /// </summary>
     public int ExternalWorkers { get; init; }
 
-    /// <summary>"ring" (default: gradients summed between the workers) or "hub" (through the coordinator).</summary>
+    /// <summary>"ring" (default: gradients summed between the workers: shared memory on one host, else TCP) or "hub" (through the coordinator).</summary>
     public string GradientPath { get; init; } = "ring";
 
     /// <summary>

@@ -35,7 +35,8 @@ public sealed class ClusterConnection : IAsyncDisposable
         GrpcCollective collective)
     {
         (_channel, _client, _headers, Config, Collective) = (channel, client, headers, config, collective);
-        Membership = new RunMembership(join.RunId, join.Rank, join.WorldSize, join.StartStep, GradientRing: join.RingEndpoints.Count > 0);
+        Membership = new RunMembership(join.RunId, join.Rank, join.WorldSize, join.StartStep, GradientRing: join.RingEndpoints.Count > 0,
+            SharedMemoryGradients: collective.SharedMemoryGradients);
         _operationTimeout = TimeSpan.FromMilliseconds(join.OperationTimeoutMs);
     }
 
@@ -147,6 +148,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         {
             var shared = await Task.Run(() => SharedMemoryGroup.Attach(path, local, [.. group.Ranks], timeout, cancellation), cancellation);
             collective.UseHostGroup(shared, hierarchical);
+            collective.GradientsDirect = group.Gradients;
         }
         catch (CollectiveException e)
         {
@@ -257,4 +259,5 @@ public sealed class ClusterConnection : IAsyncDisposable
 }
 
 /// <summary>A worker's place in the run: its id, rank, the world size, the first step, and whether gradients go around the TCP ring.</summary>
-public sealed record RunMembership(string RunId, int Rank, int WorldSize, long StartStep, bool GradientRing);
+/// <remarks><see cref="SharedMemoryGradients"/>: gradients are summed in the host's shared memory (every rank on one host).</remarks>
+public sealed record RunMembership(string RunId, int Rank, int WorldSize, long StartStep, bool GradientRing, bool SharedMemoryGradients = false);

@@ -110,6 +110,15 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     /// <summary>Whether BN statistics go through shared memory (the host group is set).</summary>
     public bool SharedMemoryStatistics => _exchange is not null;
 
+    /// <summary>
+    /// Whether gradients go through shared memory: every rank on this one host, and the coordinator
+    /// gave no ring (--gradient-path ring; with hub they go through the coordinator).
+    /// </summary>
+    public bool SharedMemoryGradients => _host is not null && !_hierarchical && GradientsDirect;
+
+    /// <summary>Whether gradients go directly between the workers (--gradient-path ring), set from the join.</summary>
+    public bool GradientsDirect { get; set; }
+
     public void AllReduceSum(Span<double> values, CollectiveKind kind, int layer)
     {
         if (kind == CollectiveKind.Metrics && layer == -1)
@@ -199,7 +208,8 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             _backend.Download(p.Grad, _flat.AsSpan(at, p.Grad.Length));
             at += p.Grad.Length;
         }
-        if (Ring is not null) SumOverRing(Ring, total);
+        if (SharedMemoryGradients) SumInSharedMemory(total);
+        else if (Ring is not null) SumOverRing(Ring, total);
         else SumThroughCoordinator(total);
         at = 0;
         foreach (var p in parameters)
@@ -208,6 +218,19 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
             at += p.Grad.Length;
         }
         GradientSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>The shared-memory path (one host): failures as for the statistics.</summary>
+    private void SumInSharedMemory(int total)
+    {
+        try
+        {
+            _host!.AllReduce(_flat.AsSpan(0, total), _step);
+        }
+        catch (CollectiveException e)
+        {
+            throw CoordinatorsReasonFor(new ClusterException(e.Message, e));
+        }
     }
 
     /// <summary>

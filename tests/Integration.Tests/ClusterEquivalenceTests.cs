@@ -66,17 +66,19 @@ public sealed class ClusterEquivalenceTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Shared memory sums in rank order from zero, as the coordinator's hub does: the same K ranks
-    /// end bit-identical on either transport (parameters, buffers, losses).
+    /// Shared memory sums in the coordinator's order: BN statistics in rank order from zero, and
+    /// gradients in rank order from rank 0's values. So the same K ranks end bit-identical
+    /// (parameters, buffers, losses) whether everything goes through the coordinator
+    /// (--stats-transport grpc, --gradient-path hub) or through the host's shared memory.
     /// </summary>
     [Fact]
-    public async Task Shared_memory_statistics_are_bit_identical_to_grpc_statistics()
+    public async Task Shared_memory_sums_are_bit_identical_to_the_coordinators()
     {
         var config = new TrainingConfig { Model = "convnet", BatchSize = 22, Steps = 4, Seed = 9, LearningRate = 0.05, Evaluate = false };
         var runs = new List<ClusterResult>();
-        foreach (string transport in new[] { "grpc", "shm" })
+        foreach (var (stats, gradients) in new[] { ("grpc", "hub"), ("shm", "ring") })
         {
-            await using var cluster = await LocalCluster.StartAsync(config, 3, new LocalClusterOptions { StatsTransport = transport });
+            await using var cluster = await LocalCluster.StartAsync(config, 3, new LocalClusterOptions { StatsTransport = stats, GradientPath = gradients });
             runs.Add(await cluster.WaitAsync());
             Assert.True(runs[^1].Coordinator.Succeeded, runs[^1].Coordinator.Error);
         }

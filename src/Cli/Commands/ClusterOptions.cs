@@ -9,7 +9,7 @@ internal sealed class ClusterOptions(int defaultPort)
 {
     public Option<int> Workers { get; } = Opt.Int("--workers", "world size: the number of worker processes", 2, min: 1, helpName: "K");
     public Option<string> GradientPath { get; } = Opt.Choice("--gradient-path",
-        "ring: gradients summed directly between the workers over TCP; hub: through the coordinator, in rank order", "ring", "ring", "hub");
+        "ring: gradients summed directly between the workers (in shared memory when all are on one host, else a TCP ring); hub: through the coordinator, in rank order", "ring", "ring", "hub");
     public Option<string> StatsTransport { get; } = Opt.Choice("--stats-transport",
         "auto: BN statistics through shared memory between the workers of one host, and through the coordinator between hosts; " +
         "shm: the same, and every worker must be able to share memory; grpc: every worker through the coordinator", "auto", "auto", "shm", "grpc");

@@ -325,7 +325,8 @@ public static class CollectiveBenchCommand
             double median = times[o.Reps / 2], bytes = count * (double)sizeof(float), algbw = bytes / median / 1e9;
             lines.Add(JsonSerializer.Serialize(new
             {
-                impl = connection.Membership.GradientRing ? "bndist" : "bndist-hub", kind = "gradients", workers = world, mib, bytes = (long)bytes, reps = o.Reps, warmup = warmupOps, median_ms = median * 1e3,
+                impl = connection.Membership.SharedMemoryGradients ? "bndist-shm" : connection.Membership.GradientRing ? "bndist" : "bndist-hub",
+                kind = "gradients", workers = world, mib, bytes = (long)bytes, reps = o.Reps, warmup = warmupOps, median_ms = median * 1e3,
                 algbw_gbs = algbw, busbw_gbs = algbw * 2 * (world - 1) / world,
             }));
         }

@@ -75,6 +75,53 @@ public sealed class SharedMemoryGroupTests
         Assert.False(File.Exists(path), "the segment's file must be gone once every rank attached");
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void Gradient_sums_equal_the_hubs_rank_order_sum_bit_for_bit_in_chunks(int k)
+    {
+        // Lengths below, at and across the chunk size (and one that leaves a rank an empty part).
+        int[] lengths = [1, 2, 1000, SharedMemoryGroup.FloatCapacity, 2 * SharedMemoryGroup.FloatCapacity + 12345, 7];
+        float Value(int rank, int op, int i) => MathF.ScaleB(MathF.Sin(rank * 7919 + op * 31 + i * 0.37f), (rank * 5 + i) % 24 - 12);
+        var results = new float[k][][];
+        var errors = RunRanks(k, TimeSpan.FromSeconds(30), group =>
+        {
+            int rank = group.LocalRank;
+            results[rank] = new float[lengths.Length][];
+            for (int op = 0; op < lengths.Length; op++)
+            {
+                var values = new float[lengths[op]];
+                for (int i = 0; i < values.Length; i++) values[i] = Value(rank, op, i);
+                group.AllReduce(values, step: op);
+                results[rank][op] = values;
+                // BN statistics interleave with gradients on the same barriers.
+                var stats = new double[] { rank, 1 };
+                group.AllReduce(stats, op, CollectiveKind.BatchNormStats, 0);
+                Assert.Equal(new double[] { k * (k - 1) / 2, k }, stats);
+            }
+        });
+        Assert.All(errors, e => Assert.Null(e));
+        for (int op = 0; op < lengths.Length; op++)
+        {
+            var expected = new float[lengths[op]];
+            for (int i = 0; i < expected.Length; i++)
+            {
+                float sum = Value(0, op, i); // ((g0 + g1) + g2) …: the hub's order
+                for (int r = 1; r < k; r++) sum += Value(r, op, i);
+                expected[i] = sum;
+            }
+            for (int r = 0; r < k; r++) Assert.True(expected.AsSpan().SequenceEqual(results[r][op]), $"rank {r}, operation {op}");
+        }
+    }
+
+    [Fact]
+    public void Gradients_of_different_lengths_fail_every_rank()
+    {
+        var errors = RunRanks(2, TimeSpan.FromSeconds(20), group => group.AllReduce(new float[group.LocalRank == 0 ? 10 : 11], 3));
+        Assert.All(errors, e => Assert.Contains("gradient values at 0 of step 3", Assert.IsType<CollectiveException>(e).Message));
+    }
+
     [Fact]
     public void The_leaders_host_exchange_reaches_every_rank()
     {

@@ -48,10 +48,14 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
     /// <summary>Doubles per slot: BN statistics of up to 32,767 channels.</summary>
     public const int Capacity = 1 << 16;
 
+    /// <summary>Floats per gradient slot (4 MiB): longer gradients go through in chunks of this many.</summary>
+    public const int FloatCapacity = 1 << 20;
+
     private const long Magic = 0x31304D48535A4E42; // "BNZSHM01"
     private const int HeaderBytes = 4096, Line = 64, SlotHeaderBytes = 64, ReasonBytes = 2048;
     private const int SlotBytes = SlotHeaderBytes + Capacity * sizeof(double);
     private const int RankBlockBytes = (Line + 2 * SlotBytes + 4095) / 4096 * 4096;
+    private const int FloatSlotBytes = SlotHeaderBytes + FloatCapacity * sizeof(float);
     // Header fields.
     private const int OffMagic = 0, OffSize = 8, OffCapacity = 12, OffAttached = 16;
     private const int OffArrived = 1 * Line, OffGeneration = 2 * Line, OffSleepers = 3 * Line;
@@ -71,7 +75,7 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
     private readonly int[] _ranks;
     private readonly int[] _pids;
     private readonly bool _oversubscribed;
-    private long _sequence;
+    private long _sequence, _barriers;
     private bool _completed, _disposed;
 
     private SharedMemoryGroup(MemoryMappedFile file, MemoryMappedViewAccessor view, byte* @base, string path, int localRank, int[] ranks, TimeSpan timeout)
@@ -101,8 +105,8 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
     /// <summary>How long a rank waits for the others in one operation.</summary>
     public TimeSpan Timeout { get; }
 
-    /// <summary>Bytes of the segment for <paramref name="size"/> ranks.</summary>
-    public static long SegmentBytes(int size) => HeaderBytes + (long)(size + 1) * RankBlockBytes;
+    /// <summary>Bytes of the segment for <paramref name="size"/> ranks (tmpfs gives pages only to what is touched).</summary>
+    public static long SegmentBytes(int size) => HeaderBytes + (long)(size + 1) * RankBlockBytes + (long)(size + 1) * FloatSlotBytes;
 
     /// <summary>
     /// Maps the segment at <paramref name="path"/> (created by whichever rank comes first) as local
@@ -224,23 +228,12 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
         *(int*)(slot + 12) = layer;
         *(int*)(slot + 16) = values.Length;
         values.CopyTo(new Span<double>(slot + SlotHeaderBytes, values.Length));
-        var generation = (int*)(_base + OffGeneration);
         var result = (int*)(_base + OffResultGeneration);
-        int seen = Volatile.Read(ref *generation), seenResult = Volatile.Read(ref *result);
-        Volatile.Write(ref *(long*)(RankBlock(LocalRank) + OffArrivals), sequence + 1);
-        if (Interlocked.Increment(ref *(int*)(_base + OffArrived)) == Size)
-        {
-            Volatile.Write(ref *(int*)(_base + OffArrived), 0);
-            Interlocked.Increment(ref *generation);
-            if (Volatile.Read(ref *(int*)(_base + OffSleepers)) > 0) Futex.WakeAll(generation);
-        }
-        else if (!hierarchical || LocalRank == 0)
-        {
-            WaitChange(generation, seen, (int*)(_base + OffSleepers), sequence, step, kind, layer, leaderOnly: false);
-        }
+        int seenResult = Volatile.Read(ref *result);
+        Barrier(step, kind, layer, wait: !hierarchical || LocalRank == 0);
         if (hierarchical && LocalRank != 0)
         {
-            WaitChange(result, seenResult, (int*)(_base + OffResultSleepers), sequence, step, kind, layer, leaderOnly: true);
+            WaitChange(result, seenResult, (int*)(_base + OffResultSleepers), _barriers, step, kind, layer, leaderOnly: true);
             var answer = Slot(ResultBlock, parity);
             if (*(long*)answer != step || *(int*)(answer + 8) != (int)kind || *(int*)(answer + 12) != layer || *(int*)(answer + 16) != values.Length)
                 Throw($"rank {_ranks[LocalRank]}: the host leader answered {Describe(*(long*)answer, (CollectiveKind)(*(int*)(answer + 8)), *(int*)(answer + 12))} " +
@@ -274,6 +267,69 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
         values.CopyTo(new Span<double>(published + SlotHeaderBytes, values.Length));
         Interlocked.Increment(ref *result);
         if (Volatile.Read(ref *(int*)(_base + OffResultSleepers)) > 0) Futex.WakeAll(result);
+    }
+
+    /// <summary>
+    /// Replaces <paramref name="values"/> (float32 gradients, the same length on every rank) by their
+    /// sum over the group, in chunks of <see cref="FloatCapacity"/>. Per chunk: every rank writes its
+    /// chunk to its slot; a barrier; rank r sums the r-th part of the chunk over all slots, in rank
+    /// order from rank 0's values — ((g0 + g1) + g2) …, the hub's order — into the result slot; a
+    /// barrier; every rank copies the result. Two barriers make one slot enough: a rank rewrites its
+    /// slot only after the second, when every part has been summed, and the result only after the
+    /// next first one, when everyone has copied it.
+    /// </summary>
+    public void AllReduce(Span<float> values, long step)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfAborted();
+        for (int offset = 0; offset < values.Length; offset += FloatCapacity)
+        {
+            var chunk = values.Slice(offset, Math.Min(FloatCapacity, values.Length - offset));
+            var slot = FloatSlot(LocalRank);
+            *(long*)slot = step;
+            *(int*)(slot + 8) = (int)CollectiveKind.Gradients;
+            *(int*)(slot + 12) = offset;
+            *(int*)(slot + 16) = chunk.Length;
+            chunk.CopyTo(new Span<float>(slot + SlotHeaderBytes, chunk.Length));
+            Barrier(step, CollectiveKind.Gradients, -1, wait: true);
+            for (int r = 0; r < Size; r++)
+            {
+                var other = FloatSlot(r);
+                if (*(long*)other != step || *(int*)(other + 12) != offset || *(int*)(other + 16) != chunk.Length)
+                    Throw($"rank {_ranks[r]} sent {*(int*)(other + 16)} gradient values at {*(int*)(other + 12)} of step {*(long*)other} " +
+                          $"while rank {_ranks[LocalRank]} sent {chunk.Length} at {offset} of step {step}");
+            }
+            int from = (int)((long)chunk.Length * LocalRank / Size), to = (int)((long)chunk.Length * (LocalRank + 1) / Size);
+            var sum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes + (long)from * sizeof(float), to - from);
+            new ReadOnlySpan<float>(FloatSlot(0) + SlotHeaderBytes + (long)from * sizeof(float), to - from).CopyTo(sum);
+            for (int r = 1; r < Size; r++)
+                System.Numerics.Tensors.TensorPrimitives.Add(sum, new ReadOnlySpan<float>(FloatSlot(r) + SlotHeaderBytes + (long)from * sizeof(float), to - from), sum);
+            Barrier(step, CollectiveKind.Gradients, -1, wait: true);
+            new ReadOnlySpan<float>(FloatSlot(Size) + SlotHeaderBytes, chunk.Length).CopyTo(chunk);
+        }
+    }
+
+    /// <summary>
+    /// Arrives at the group's next barrier: the last rank to come resets the counter and bumps the
+    /// generation (waking sleepers); the others wait for that when <paramref name="wait"/>.
+    /// </summary>
+    private void Barrier(long step, CollectiveKind kind, int layer, bool wait)
+    {
+        var generation = (int*)(_base + OffGeneration);
+        // Read before arriving: the generation cannot move on until this rank has arrived.
+        int seen = Volatile.Read(ref *generation);
+        long barrier = _barriers++;
+        Volatile.Write(ref *(long*)(RankBlock(LocalRank) + OffArrivals), barrier + 1);
+        if (Interlocked.Increment(ref *(int*)(_base + OffArrived)) == Size)
+        {
+            Volatile.Write(ref *(int*)(_base + OffArrived), 0);
+            Interlocked.Increment(ref *generation);
+            if (Volatile.Read(ref *(int*)(_base + OffSleepers)) > 0) Futex.WakeAll(generation);
+        }
+        else if (wait)
+        {
+            WaitChange(generation, seen, (int*)(_base + OffSleepers), barrier, step, kind, layer, leaderOnly: false);
+        }
     }
 
     /// <summary>Fails the group: every rank's current and next operation throws with <paramref name="reason"/> (the first reason wins).</summary>
@@ -314,7 +370,13 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
 
     private static byte* Slot(byte* block, int parity) => block + Line + (long)parity * SlotBytes;
 
-    /// <summary>Waits until *word moves on from <paramref name="seen"/>: spin, then futex, with deadline, abort and liveness checks.</summary>
+    /// <summary>Rank r's gradient slot; <see cref="Size"/>: the result slot.</summary>
+    private byte* FloatSlot(int localRank) => _base + HeaderBytes + (long)(Size + 1) * RankBlockBytes + (long)localRank * FloatSlotBytes;
+
+    /// <summary>
+    /// Waits until *word moves on from <paramref name="seen"/>: spin, then futex, with deadline, abort
+    /// and liveness checks; <paramref name="sequence"/> is the barrier waited at (to name who has not come).
+    /// </summary>
     private void WaitChange(int* word, int seen, int* sleepers, long sequence, long step, CollectiveKind kind, int layer, bool leaderOnly)
     {
         // Spin: on a host with a core per rank the others are running and arrive within microseconds;
@@ -366,7 +428,7 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
         }
     }
 
-    /// <summary>The local ranks this wait depends on: those not yet arrived at <paramref name="sequence"/> (or the leader).</summary>
+    /// <summary>The local ranks this wait depends on: those not yet arrived at barrier <paramref name="sequence"/> (or the leader).</summary>
     private IEnumerable<int> Waited(long sequence, bool leaderOnly)
     {
         if (leaderOnly) return [0];
