@@ -4,6 +4,7 @@ using BnDist.Core.Backends;
 using BnDist.Core.Collectives;
 using BnDist.Core.Collectives.SharedMemory;
 using BnDist.Core.Layers;
+using BnDist.Core.Models;
 using BnDist.Core.Training;
 using BnDist.Protos;
 using BnDist.Protos.V1;
@@ -80,6 +81,7 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
     public void BeginStep(long step)
     {
         _step = step;
+        _buckets?.BeginStep(step);
         _stepStarted = Stopwatch.GetTimestamp();
         _statsAtStepStart = ExchangeSeconds;
         _gradientsAtStepStart = GradientSeconds;
@@ -196,9 +198,48 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         if (at == _stepStatisticsCount) _stepStatisticsCount++;
     }
 
+    /// <summary>
+    /// Sums <paramref name="network"/>'s gradients in buckets of <paramref name="bucketBytes"/> that start
+    /// while backward goes on (<see cref="BucketedGradientReducer"/>), where the data plane allows it:
+    /// the host's shared memory or the TCP ring (gradients through the coordinator share its stream
+    /// with the BN statistics, so they are summed after backward). False when it does not.
+    /// </summary>
+    public bool UseBuckets(Network network, int bucketBytes)
+    {
+        IFloatAllReduce? transport = SharedMemoryGradients ? _host : Ring is { } ring ? new RingTransport(ring) : null;
+        if (transport is null || bucketBytes <= 0) return false;
+        _buckets = new BucketedGradientReducer(_backend, network, transport, bucketBytes);
+        _buckets.BeginStep(_step);
+        return true;
+    }
+
+    private BucketedGradientReducer? _buckets;
+
+    private sealed class RingTransport(TcpRing ring) : IFloatAllReduce
+    {
+        public void AllReduce(float[] buffer, int length, long step) => ring.AllReduce(buffer, length, step);
+    }
+
     public void SumGradients(IReadOnlyList<Parameter> parameters)
     {
         long t0 = Stopwatch.GetTimestamp();
+        if (_buckets is not null)
+        {
+            try
+            {
+                _buckets.SumGradients(parameters);
+            }
+            catch (ClusterException e) when (Ring?.LostNeighbour == true)
+            {
+                throw CoordinatorsReasonFor(e);
+            }
+            catch (CollectiveException e)
+            {
+                throw CoordinatorsReasonFor(new ClusterException(e.Message, e));
+            }
+            GradientSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            return;
+        }
         int total = parameters.Sum(p => p.Grad.Length);
         if (total == 0) return; // nothing to sum (and no operation: every rank has the same parameters)
         if (_flat.Length != total) _flat = new float[total];
@@ -338,8 +379,11 @@ public sealed class GrpcCollective : ICollective, IGradientReducer, ITimedCollec
         // The stream first: the coordinator then hears of this rank's end before the others of
         // its host find the segment failed (and it names this rank, not one of them).
         _call.Dispose();
-        _host?.Dispose();
+        // Wake this rank's bucket thread if it waits in a sum (the segment failed, the ring closed), join it, then unmap.
+        _host?.Leave();
         Ring?.Dispose();
+        _buckets?.Dispose();
+        _host?.Dispose();
         _deadline.Dispose();
         _writeDeadline.Dispose();
         return ValueTask.CompletedTask;

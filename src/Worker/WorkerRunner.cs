@@ -54,6 +54,7 @@ public sealed class WorkerRunner(WorkerSettings settings, ILogger logger)
         var optimizer = new Sgd(backend, network.Parameters, (float)config.Momentum, (float)config.WeightDecay);
         await connection.PrepareAsync(network, optimizer, backend, cancellation);
         if (join.Rank == 0) collective.CaptureState = steps => Checkpoint.ToBytes(backend, network, optimizer, steps, config);
+        collective.UseBuckets(network, settings.GradientBucketKiB << 10);
 
         var trainer = new Trainer(config, backend, network, optimizer, train, test, collective, collective)
         {

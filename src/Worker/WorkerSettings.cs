@@ -66,6 +66,12 @@ public sealed class WorkerSettings
         return $"{Environment.MachineName}/{boot}";
     }
 
+    /// <summary>
+    /// Gradient buckets (KiB): summed while backward goes on, each as soon as its gradients are
+    /// ready (PyTorch DDP's bucket_cap_mb). 0: one sum of all gradients after backward.
+    /// </summary>
+    public int GradientBucketKiB { get; set; } = BnDist.Core.Collectives.BucketedGradientReducer.DefaultBucketBytes >> 10;
+
     /// <summary>The run token (null: none sent).</summary>
     public string? Token { get; set; }
 
@@ -76,6 +82,7 @@ public sealed class WorkerSettings
         if (string.IsNullOrWhiteSpace(WorkerId)) throw new ArgumentException("--worker-id must not be empty");
         if (Threads < 0) throw new ArgumentException("--threads must be ≥ 0");
         if (!(JoinTimeoutSeconds > 0)) throw new ArgumentException("the join timeout must be > 0 seconds");
+        if (GradientBucketKiB is < 0 or > 1 << 20) throw new ArgumentException($"--bucket-kib must lie in [0, 1048576], got {GradientBucketKiB}");
         return this;
     }
 }

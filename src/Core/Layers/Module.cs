@@ -55,6 +55,21 @@ public abstract class Module
 
     public abstract Tensor Backward(Tensor dy);
 
+    /// <summary>
+    /// <see cref="Backward"/>, then the gradient hook (<see cref="GradientsReady"/>) of a module whose
+    /// parameter gradients are now final. Containers run their children through this, so a
+    /// bucketed gradient reducer can start summing while backward goes on with earlier layers.
+    /// </summary>
+    public Tensor RunBackward(Tensor dy)
+    {
+        var dx = Backward(dy);
+        GradientsReady?.Invoke(this);
+        return dx;
+    }
+
+    /// <summary>Called after this module's backward (set on leaves with parameters by <see cref="Models.Network.OnGradientsReady"/>).</summary>
+    internal Action<Module>? GradientsReady { get; set; }
+
     /// <summary>The output shape for an input shape (throws naming the layer when it does not fit).</summary>
     public virtual int[] OutputShape(int[] inputShape) => Trace(inputShape, null);
 

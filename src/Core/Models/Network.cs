@@ -84,7 +84,18 @@ public sealed class Network
     public Tensor Forward(Tensor x, bool training) => Root.Forward(x, training);
 
     /// <summary>Backpropagates ∂L/∂output, leaving every parameter's gradient in its Grad.</summary>
-    public void Backward(Tensor dOutput) => Root.Backward(dOutput);
+    public void Backward(Tensor dOutput) => Root.RunBackward(dOutput);
+
+    /// <summary>
+    /// Calls <paramref name="hook"/> with each leaf that has parameters as soon as its backward has
+    /// produced their gradients (null: no hook). A data-parallel reducer overlaps its buckets with
+    /// the rest of backward this way (docs/architecture.md §2).
+    /// </summary>
+    public void OnGradientsReady(Action<Layer>? hook)
+    {
+        foreach (var leaf in Layers)
+            leaf.GradientsReady = hook is null || !leaf.Parameters.Any() ? null : m => hook((Layer)m);
+    }
 
     /// <summary>Tells layers with cached derived values that the parameters changed.</summary>
     public void MarkParametersChanged()

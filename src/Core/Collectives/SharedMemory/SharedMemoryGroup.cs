@@ -43,7 +43,7 @@ namespace BnDist.Core.Collectives.SharedMemory;
 /// that hold it, so nothing is left in /dev/shm when a run ends, fails or is killed.
 /// </para>
 /// </remarks>
-public sealed unsafe class SharedMemoryGroup : IDisposable
+public sealed unsafe class SharedMemoryGroup : IFloatAllReduce, IDisposable
 {
     /// <summary>Doubles per slot: BN statistics of up to 32,767 channels.</summary>
     public const int Capacity = 1 << 16;
@@ -61,8 +61,10 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
     private const int OffArrived = 1 * Line, OffGeneration = 2 * Line, OffSleepers = 3 * Line;
     private const int OffResultGeneration = 4 * Line, OffResultSleepers = 5 * Line, OffAborted = 6 * Line, OffReasonLength = 6 * Line + 4;
     private const int OffReason = 7 * Line;
+    // Channel 1 (gradients, from a thread of their own): its own arrival counter, generation and sleepers.
+    private const int OffArrived1 = 40 * Line, OffGeneration1 = 41 * Line, OffSleepers1 = 42 * Line;
     // Rank block fields.
-    private const int OffPid = 0, OffArrivals = 8;
+    private const int OffPid = 0, OffArrivals = 8, OffArrivals1 = 16;
 
     /// <summary>How often a waiting rank checks that the ranks it waits for still run.</summary>
     public static readonly TimeSpan LivenessInterval = TimeSpan.FromMilliseconds(100);
@@ -75,7 +77,8 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
     private readonly int[] _ranks;
     private readonly int[] _pids;
     private readonly bool _oversubscribed;
-    private long _sequence, _barriers;
+    private long _sequence;
+    private readonly long[] _barriers = new long[2];
     private bool _completed, _disposed;
 
     private SharedMemoryGroup(MemoryMappedFile file, MemoryMappedViewAccessor view, byte* @base, string path, int localRank, int[] ranks, TimeSpan timeout)
@@ -233,7 +236,7 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
         Barrier(step, kind, layer, wait: !hierarchical || LocalRank == 0);
         if (hierarchical && LocalRank != 0)
         {
-            WaitChange(result, seenResult, (int*)(_base + OffResultSleepers), _barriers, step, kind, layer, leaderOnly: true);
+            WaitChange(result, seenResult, (int*)(_base + OffResultSleepers), _barriers[0], step, kind, layer, leaderOnly: true);
             var answer = Slot(ResultBlock, parity);
             if (*(long*)answer != step || *(int*)(answer + 8) != (int)kind || *(int*)(answer + 12) != layer || *(int*)(answer + 16) != values.Length)
                 Throw($"rank {_ranks[LocalRank]}: the host leader answered {Describe(*(long*)answer, (CollectiveKind)(*(int*)(answer + 8)), *(int*)(answer + 12))} " +
@@ -268,6 +271,12 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
         Interlocked.Increment(ref *result);
         if (Volatile.Read(ref *(int*)(_base + OffResultSleepers)) > 0) Futex.WakeAll(result);
     }
+
+    /// <summary>
+    /// The gradient channel as an <see cref="IFloatAllReduce"/> (for <see cref="BucketedGradientReducer"/>);
+    /// it may run on another thread than the BN statistics: the two have separate barriers.
+    /// </summary>
+    public void AllReduce(float[] buffer, int length, long step) => AllReduce(buffer.AsSpan(0, length), step);
 
     /// <summary>
     /// Replaces <paramref name="values"/> (float32 gradients, the same length on every rank) by their
@@ -315,20 +324,25 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
     /// </summary>
     private void Barrier(long step, CollectiveKind kind, int layer, bool wait)
     {
-        var generation = (int*)(_base + OffGeneration);
+        // Two channels, each used by one thread of every rank: BN statistics (the training thread)
+        // and gradients (the bucket thread), so the two never wait at each other's barriers.
+        int channel = kind == CollectiveKind.Gradients ? 1 : 0;
+        var generation = (int*)(_base + (channel == 0 ? OffGeneration : OffGeneration1));
+        var arrived = (int*)(_base + (channel == 0 ? OffArrived : OffArrived1));
+        var sleepers = (int*)(_base + (channel == 0 ? OffSleepers : OffSleepers1));
         // Read before arriving: the generation cannot move on until this rank has arrived.
         int seen = Volatile.Read(ref *generation);
-        long barrier = _barriers++;
-        Volatile.Write(ref *(long*)(RankBlock(LocalRank) + OffArrivals), barrier + 1);
-        if (Interlocked.Increment(ref *(int*)(_base + OffArrived)) == Size)
+        long barrier = _barriers[channel]++;
+        Volatile.Write(ref *(long*)(RankBlock(LocalRank) + (channel == 0 ? OffArrivals : OffArrivals1)), barrier + 1);
+        if (Interlocked.Increment(ref *arrived) == Size)
         {
-            Volatile.Write(ref *(int*)(_base + OffArrived), 0);
+            Volatile.Write(ref *arrived, 0);
             Interlocked.Increment(ref *generation);
-            if (Volatile.Read(ref *(int*)(_base + OffSleepers)) > 0) Futex.WakeAll(generation);
+            if (Volatile.Read(ref *sleepers) > 0) Futex.WakeAll(generation);
         }
         else if (wait)
         {
-            WaitChange(generation, seen, (int*)(_base + OffSleepers), barrier, step, kind, layer, leaderOnly: false);
+            WaitChange(generation, seen, sleepers, barrier, step, kind, layer, leaderOnly: false);
         }
     }
 
@@ -344,20 +358,30 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
             Volatile.Write(ref *aborted, 2); // the reason is readable
         }
         // Wake every sleeper: each looks at the flag before anything else.
-        Interlocked.Increment(ref *(int*)(_base + OffGeneration));
-        Interlocked.Increment(ref *(int*)(_base + OffResultGeneration));
-        Futex.WakeAll((int*)(_base + OffGeneration));
-        Futex.WakeAll((int*)(_base + OffResultGeneration));
+        foreach (int word in (ReadOnlySpan<int>)[OffGeneration, OffResultGeneration, OffGeneration1])
+        {
+            Interlocked.Increment(ref *(int*)(_base + word));
+            Futex.WakeAll((int*)(_base + word));
+        }
     }
 
     /// <summary>This rank has done its last operation: disposing then does not fail the others.</summary>
     public void Complete() => _completed = true;
 
-    /// <summary>Unmaps the segment; unless <see cref="Complete"/> was called, the others fail, told that this rank left.</summary>
+    /// <summary>Unless <see cref="Complete"/> was called, fails the others, telling them this rank left (and wakes this rank's own waiting threads).</summary>
+    public void Leave()
+    {
+        if (!_completed && !_disposed) Fail($"rank {_ranks[LocalRank]} (pid {_pids[LocalRank]}) left the run");
+    }
+
+    /// <summary>
+    /// <see cref="Leave"/>, then unmaps the segment. No thread of this process may still be inside an
+    /// operation: call <see cref="Leave"/> first and join them.
+    /// </summary>
     public void Dispose()
     {
         if (_disposed) return;
-        if (!_completed) Fail($"rank {_ranks[LocalRank]} (pid {_pids[LocalRank]}) left the run");
+        Leave();
         _disposed = true;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
@@ -414,7 +438,7 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
             if (now >= nextLiveness)
             {
                 nextLiveness = now + (long)(LivenessInterval.TotalSeconds * Stopwatch.Frequency);
-                foreach (int r in Waited(sequence, leaderOnly))
+                foreach (int r in Waited(sequence, leaderOnly, kind))
                     if (!ProcessLiveness.IsAlive(_pids[r]))
                         Throw($"rank {_ranks[r]} (pid {_pids[r]}) died during {Describe(step, kind, layer)}");
             }
@@ -422,19 +446,20 @@ public sealed unsafe class SharedMemoryGroup : IDisposable
             {
                 string who = leaderOnly
                     ? $"the host leader (rank {_ranks[0]}) did not bring back the global sum of {Describe(step, kind, layer)}"
-                    : $"rank(s) {string.Join(", ", Waited(sequence, false).Select(r => _ranks[r]))} did not contribute to {Describe(step, kind, layer)}";
+                    : $"rank(s) {string.Join(", ", Waited(sequence, false, kind).Select(r => _ranks[r]))} did not contribute to {Describe(step, kind, layer)}";
                 Throw($"{who} within {Stopwatch.GetElapsedTime(start).TotalSeconds:0.#} s (the operation timeout)");
             }
         }
     }
 
     /// <summary>The local ranks this wait depends on: those not yet arrived at barrier <paramref name="sequence"/> (or the leader).</summary>
-    private IEnumerable<int> Waited(long sequence, bool leaderOnly)
+    private IEnumerable<int> Waited(long sequence, bool leaderOnly, CollectiveKind kind)
     {
         if (leaderOnly) return [0];
+        int offset = kind == CollectiveKind.Gradients ? OffArrivals1 : OffArrivals;
         var missing = new List<int>();
         for (int r = 0; r < Size; r++)
-            if (Volatile.Read(ref *(long*)(RankBlock(r) + OffArrivals)) <= sequence) missing.Add(r);
+            if (Volatile.Read(ref *(long*)(RankBlock(r) + offset)) <= sequence) missing.Add(r);
         return missing;
     }
 

@@ -65,7 +65,7 @@ public sealed class Concat : Module
             int c = branch.Shape[1];
             offset -= c;
             _backend.CopyChannels(Slice(branch.Shape, channels, offset, c, 0, c), dy, branch);
-            var g = _branches[i].Backward(branch);
+            var g = _branches[i].RunBackward(branch);
             if (!ComputeInputGradient) continue;
             if (dx is null)
             {

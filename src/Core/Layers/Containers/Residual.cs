@@ -43,8 +43,8 @@ public sealed class Residual : Module
 
     public override Tensor Backward(Tensor dy)
     {
-        var fromShortcut = Shortcut?.Backward(dy) ?? dy;
-        var fromBody = Body.Backward(dy);
+        var fromShortcut = Shortcut?.RunBackward(dy) ?? dy;
+        var fromBody = Body.RunBackward(dy);
         if (!ComputeInputGradient) return dy;
         var dx = Reuse(_backend, ref _dx, fromBody.Shape);
         _backend.Add(fromBody, fromShortcut, dx);

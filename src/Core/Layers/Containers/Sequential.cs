@@ -36,7 +36,7 @@ public sealed class Sequential : Module
 
     public override Tensor Backward(Tensor dy)
     {
-        for (int i = _modules.Length - 1; i >= 0; i--) dy = _modules[i].Backward(dy);
+        for (int i = _modules.Length - 1; i >= 0; i--) dy = _modules[i].RunBackward(dy);
         return dy;
     }
 
