@@ -3,7 +3,6 @@ using BnDist.Core.Collectives;
 using BnDist.Core.Collectives.SharedMemory;
 using BnDist.Core.Data;
 using BnDist.Core.Models;
-using BnDist.Core.Optim;
 using BnDist.Core.Tests.Support;
 using BnDist.Core.Training;
 
@@ -39,17 +38,10 @@ public sealed class BucketedGradientReducerTests
                 using var backend = new CpuBackend(1);
                 using var shared = SharedMemoryGroup.Attach(path, rank, [.. Enumerable.Range(0, k)], TimeSpan.FromSeconds(60));
                 var member = group.Members[rank].WithBackend(backend);
-                var net = ModelFactory.Create(config.Model, backend, member, config.Seed, config.Normalization);
-                var sgd = new Sgd(backend, net.Parameters, (float)config.Momentum, (float)config.WeightDecay);
-                using var buckets = new BucketedGradientReducer(backend, net, shared, bucketKiB << 10);
-                var trainer = new Trainer(config, backend, net, sgd, Data, null, member, buckets);
-                var losses = new List<double>();
-                trainer.StepCompleted += r => losses.Add(r.Result.Loss);
-                trainer.Run();
-                var state = net.Parameters.ToDictionary(p => p.Name, p => backend.Read(p.Value));
-                foreach (var b in net.Buffers) state[b.Name] = b.Floats ?? [b.Longs![0]];
-                results[rank] = new RunResult(state, losses);
-                (launched[rank], bucketCounts[rank]) = (buckets.LaunchedDuringBackward, buckets.Buckets.Count);
+                BucketedGradientReducer? buckets = null;
+                results[rank] = ShardedRun.TrainRank(config, Data, backend, member, net => buckets = new BucketedGradientReducer(backend, net, shared, bucketKiB << 10));
+                using var made = buckets!;
+                (launched[rank], bucketCounts[rank]) = (made.LaunchedDuringBackward, made.Buckets.Count);
                 shared.Complete();
             }
             catch (Exception e)

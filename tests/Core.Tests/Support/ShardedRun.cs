@@ -32,11 +32,16 @@ internal static class ShardedRun
     }
 
     public static RunResult TrainRank(TrainingConfig config, Dataset data, CpuBackend backend, ICollective collective, IGradientReducer gradients,
-        Func<TrainingConfig, IBackend, ICollective, Network>? build = null)
+        Func<TrainingConfig, IBackend, ICollective, Network>? build = null) =>
+        TrainRank(config, data, backend, collective, _ => gradients, build);
+
+    /// <summary>As the other overload, with a gradient reducer made for the rank's network (a bucketed one hooks into its backward).</summary>
+    public static RunResult TrainRank(TrainingConfig config, Dataset data, CpuBackend backend, ICollective collective,
+        Func<Network, IGradientReducer> gradientsFor, Func<TrainingConfig, IBackend, ICollective, Network>? build = null)
     {
         var net = build?.Invoke(config, backend, collective) ?? ModelFactory.Create(config.Model, backend, collective, config.Seed, config.Normalization);
         var sgd = new Sgd(backend, net.Parameters, (float)config.Momentum, (float)config.WeightDecay);
-        var trainer = new Trainer(config, backend, net, sgd, data, null, collective, gradients);
+        var trainer = new Trainer(config, backend, net, sgd, data, null, collective, gradientsFor(net));
         var losses = new List<double>();
         trainer.StepCompleted += r => losses.Add(r.Result.Loss);
         trainer.Run();
