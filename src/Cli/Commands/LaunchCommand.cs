@@ -31,14 +31,17 @@ public static class LaunchCommand
             "auto", "D");
         var data = Opt.InputDirectory("--data", "the workers' data: " + TrainCommand.DataHelp);
         var threads = Opt.Int("--threads-per-worker", "CPU threads of each worker (default: the cores divided by --workers)", null, min: 1);
+        var buckets = WorkerCommand.BucketOption();
         var command = new Command("launch", "a local cluster: coordinator + K worker processes");
         setup.AddTo(command);
-        foreach (var o in new Option[] { device, data, threads }) command.Options.Add(o);
-        command.SetAction(r => Run(r, setup, r.GetValue(device)!, r.GetValue(data), r.Given(threads) ? r.GetValue(threads) : null, cancellation));
+        foreach (var o in new Option[] { device, data, threads, buckets }) command.Options.Add(o);
+        command.SetAction(r => Run(r, setup, r.GetValue(device)!, r.GetValue(data), r.Given(threads) ? r.GetValue(threads) : null,
+            r.Given(buckets) ? r.GetValue(buckets) : null, cancellation));
         return command;
     }
 
-    private static int Run(ParseResult parse, ClusterSetup setup, string device, string? dataDir, int? threadsOption, CancellationToken cancellation)
+    private static int Run(ParseResult parse, ClusterSetup setup, string device, string? dataDir, int? threadsOption, int? bucketKiB,
+        CancellationToken cancellation)
     {
         var settings = setup.Settings(parse, new CoordinatorSettings { Port = 0 });
         int threads = threadsOption ?? Math.Max(1, Environment.ProcessorCount / settings.Workers);
@@ -84,6 +87,11 @@ public static class LaunchCommand
                 {
                     info.ArgumentList.Add("--data");
                     info.ArgumentList.Add(Path.GetFullPath(dataDir));
+                }
+                if (bucketKiB is { } kib)
+                {
+                    info.ArgumentList.Add("--bucket-kib");
+                    info.ArgumentList.Add(kib.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 }
                 workers.Add(Process.Start(info) ?? throw new InvalidOperationException("could not start a worker process"));
             }

@@ -25,7 +25,8 @@ public static class WorkerCommand
                                                   "(default: 127.0.0.1 with a coordinator on loopback, else this host's name)", helpName: "HOST");
         var hostId = Opt.String("--host-id", "which machine this worker is on: workers with the same id share BN statistics through " +
                                              "/dev/shm (default: this machine's name and boot id; none: never share)", helpName: "ID");
-        var command = new Command("worker", "join a coordinator and train") { coordinator, workerId, device, threads, data, tokenFile, advertise, hostId };
+        var buckets = BucketOption();
+        var command = new Command("worker", "join a coordinator and train") { coordinator, workerId, device, threads, data, tokenFile, advertise, hostId, buckets };
         command.SetAction(r =>
         {
             var settings = SettingsConfiguration.Bind(WorkerSettings.Section, new WorkerSettings());
@@ -36,11 +37,17 @@ public static class WorkerCommand
             settings.Data = r.Pick(data, settings.Data);
             settings.AdvertiseHost = r.Pick(advertise, settings.AdvertiseHost);
             settings.HostId = r.Pick(hostId, settings.HostId);
+            settings.GradientBucketKiB = r.Pick(buckets, settings.GradientBucketKiB);
             settings.Token = r.Given(tokenFile) ? Protos.RunToken.Resolve(r.GetValue(tokenFile)) : settings.Token ?? Protos.RunToken.Resolve(null);
             return Run(settings);
         });
         return command;
     }
+
+    /// <summary>--bucket-kib, declared once for worker and launch.</summary>
+    internal static Option<int> BucketOption() => Opt.Int("--bucket-kib",
+        "gradient buckets summed while backward goes on, each as soon as its gradients are ready (0: one sum after backward)",
+        null, min: 0, helpName: "KIB");
 
     /// <summary>Validates <paramref name="settings"/> (a bad one is a usage error) and runs the worker host.</summary>
     internal static int Run(WorkerSettings settings)
