@@ -44,7 +44,7 @@ test-cpu-paths:
 		env $${switch//,/ } dotnet test tests/Core.Tests -c $(CONFIG) --no-build --filter "$(CPU_PATH_FILTER)" || exit 1; \
 	done
 
-bench: bench-kernels bench-step bench-collectives
+bench: bench-kernels bench-step bench-collectives bench-cluster
 
 bench-kernels:
 	dotnet run -c Release --project bench/Kernels
@@ -54,6 +54,9 @@ bench-step: build
 
 bench-collectives: build
 	bash bench/collectives.sh
+
+bench-cluster: build
+	bash bench/cluster.sh
 
 bench-accuracy: build
 	bash bench/accuracy.sh
