@@ -12,7 +12,7 @@ BNDIST := src/Cli/bin/$(CONFIG)/net10.0/bndist
 WORKERS ?= 2
 RUN_ARGS ?= --model convnet --epochs 4 --batch-size 128 --lr 0.05 --lr-schedule cosine --momentum 0.9 --weight-decay 5e-4
 
-.PHONY: all build run test test-cpu-paths bench bench-kernels bench-step bench-collectives bench-accuracy bench-gpu clean
+.PHONY: all build run test test-cpu-paths bench bench-kernels bench-step bench-collectives bench-cluster bench-accuracy bench-gpu clean
 
 all: build
 
