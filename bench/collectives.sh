@@ -6,7 +6,7 @@
 #     to let the JIT settle, then OPS timed ones back to back; rank 0's p50 / p99 / mean.
 #     BnDist: `bndist bench collective` twice: through the shared memory of this host
 #     (--stats-transport shm, impl "bndist-shm": what launch does) and through the coordinator
-#     (--stats-transport grpc, impl "bndist": GrpcCollective → coordinator hub → running-statistics
+#     (--stats-transport grpc, impl "bndist": WorkerCollective → coordinator hub → running-statistics
 #     update → answer, token checked); peers: bench/peers/collectives.sh.
 #   - Gradient all-reduce: float32 buffers of SIZES MiB, REPS timed ones; median time, algbw and
 #     busbw = algbw·2(K−1)/K (nccl-tests). BnDist three times: through the shared memory of this

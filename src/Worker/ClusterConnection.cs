@@ -32,7 +32,7 @@ public sealed class ClusterConnection : IAsyncDisposable
     private readonly TimeSpan _operationTimeout;
 
     private ClusterConnection(GrpcChannel channel, Cluster.ClusterClient client, Metadata headers, JoinReply join, TrainingConfig config,
-        GrpcCollective collective)
+        WorkerCollective collective)
     {
         (_channel, _client, _headers, Config, Collective) = (channel, client, headers, config, collective);
         Membership = new RunMembership(join.RunId, join.Rank, join.WorldSize, join.StartStep, GradientRing: join.RingEndpoints.Count > 0,
@@ -45,7 +45,7 @@ public sealed class ClusterConnection : IAsyncDisposable
 
     public TrainingConfig Config { get; }
 
-    public GrpcCollective Collective { get; }
+    public WorkerCollective Collective { get; }
 
     /// <summary>Joins the run at <see cref="WorkerSettings.Coordinator"/> (retrying while it is not up yet) and opens the stream.</summary>
     public static Task<ClusterConnection> OpenAsync(WorkerSettings settings, Dataset train, Dataset test, IBackend backend,
@@ -88,7 +88,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             var config = JsonSerializer.Deserialize<TrainingConfig>(join.ConfigJson)
                 ?? throw new ClusterException("the coordinator sent no run configuration");
             var timeout = TimeSpan.FromMilliseconds(join.OperationTimeoutMs);
-            var collective = new GrpcCollective(client, headers, join.RunId, join.Rank, join.WorldSize, timeout, backend, cancellation,
+            var collective = new WorkerCollective(client, headers, join.RunId, join.Rank, join.WorldSize, timeout, backend, cancellation,
                 settings.Coordinator) { NextLearningRate = join.LearningRate };
             try
             {
@@ -108,7 +108,7 @@ public sealed class ClusterConnection : IAsyncDisposable
                 catch (ClusterException e)
                 {
                     // A neighbour that never came: the coordinator may know why (it died, or never opened its stream).
-                    var reason = await Task.Run(() => collective.CoordinatorsReasonFor(e), CancellationToken.None);
+                    var reason = await Task.Run(() => collective.VerdictFor(e), CancellationToken.None);
                     await collective.DisposeAsync();
                     throw reason;
                 }
@@ -131,13 +131,13 @@ public sealed class ClusterConnection : IAsyncDisposable
     /// The host's shared-memory segment, when the coordinator put this rank in a host group: every
     /// rank of the host maps it (within the operation timeout) before the first step.
     /// </summary>
-    private static async Task AttachHostGroupAsync(JoinReply join, GrpcCollective collective, TimeSpan timeout, CancellationToken cancellation)
+    private static async Task AttachHostGroupAsync(JoinReply join, WorkerCollective collective, TimeSpan timeout, CancellationToken cancellation)
     {
         if (join.HostGroup is not { } group) return;
         bool hierarchical = group.Hosts > 1;
         if (group.Ranks.Count < 2)
         {
-            collective.UseHostGroup(null, hierarchical);
+            collective.UseSharedMemory(null, hierarchical, gradients: false);
             return;
         }
         int local = group.Ranks.IndexOf(join.Rank);
@@ -147,13 +147,12 @@ public sealed class ClusterConnection : IAsyncDisposable
         try
         {
             var shared = await Task.Run(() => SharedMemoryGroup.Attach(path, local, [.. group.Ranks], timeout, cancellation), cancellation);
-            collective.UseHostGroup(shared, hierarchical);
-            collective.GradientsDirect = group.Gradients;
+            collective.UseSharedMemory(shared, hierarchical, group.Gradients);
         }
         catch (CollectiveException e)
         {
             // A rank of the host that never came: the coordinator may know why (it died before its stream opened).
-            throw await Task.Run(() => collective.CoordinatorsReasonFor(new ClusterException(e.Message, e)), CancellationToken.None);
+            throw await Task.Run(() => collective.VerdictFor(new ClusterException(e.Message, e)), CancellationToken.None);
         }
     }
 

@@ -69,7 +69,7 @@ public sealed class DeadlineTests
         await using var deaf = await FakeCoordinator.StartAsync(new DeafCoordinator());
         using var channel = GrpcChannel.ForAddress(deaf.Address);
         using var cpu = new CpuBackend(1);
-        var collective = new GrpcCollective(new Cluster.ClusterClient(channel), new Metadata(), "run", 0, 2, TimeSpan.FromSeconds(1), cpu,
+        var collective = new WorkerCollective(new Cluster.ClusterClient(channel), new Metadata(), "run", 0, 2, TimeSpan.FromSeconds(1), cpu,
             CancellationToken.None, deaf.Address);
         const int n = 8 << 20; // 32 MiB of gradients through the coordinator: far more than its windows and the socket buffers
         var gradients = new Parameter("w", cpu.Allocate(n), cpu.Allocate(n));

@@ -22,7 +22,7 @@ namespace BnDist.Cli.Commands;
 /// <summary>
 /// <c>bndist bench collective</c>: the cost of BnDist's own all-reduce path, measured as a
 /// training run uses it — K worker processes, each with its one Collective stream to an
-/// in-process coordinator on loopback, the same <see cref="GrpcCollective"/>, hub, running
+/// in-process coordinator on loopback, the same <see cref="WorkerCollective"/>, hub, running
 /// statistics update and token check as <c>launch</c>. The run's model is
 /// <c>mlp:C1,C2,…</c>, so batch-norm layer l has exactly C_l channels and its statistics
 /// operation carries the 2·C_l + 1 float64 values of a real one.

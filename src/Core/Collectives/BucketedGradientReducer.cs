@@ -7,15 +7,6 @@ using BnDist.Core.Models;
 namespace BnDist.Core.Collectives;
 
 /// <summary>
-/// Sums float32 buffers over all ranks: the data plane under gradient buckets (shared memory, a
-/// TCP ring). One call at a time, from one thread, in the same order on every rank.
-/// </summary>
-public interface IFloatAllReduce
-{
-    void AllReduce(float[] buffer, int length, long step);
-}
-
-/// <summary>
 /// Gradients summed in buckets that start while backward goes on, as PyTorch DDP's Reducer does.
 /// </summary>
 /// <remarks>

@@ -43,7 +43,7 @@ namespace BnDist.Core.Collectives.SharedMemory;
 /// that hold it, so nothing is left in /dev/shm when a run ends, fails or is killed.
 /// </para>
 /// </remarks>
-public sealed unsafe class SharedMemoryGroup : IFloatAllReduce, IDisposable
+public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, IDisposable
 {
     /// <summary>Doubles per slot: BN statistics of up to 32,767 channels.</summary>
     public const int Capacity = 1 << 16;
@@ -271,6 +271,9 @@ public sealed unsafe class SharedMemoryGroup : IFloatAllReduce, IDisposable
         Interlocked.Increment(ref *result);
         if (Volatile.Read(ref *(int*)(_base + OffResultSleepers)) > 0) Futex.WakeAll(result);
     }
+
+    /// <summary>The statistics of one host (every rank sums): <see cref="IProcessGroup"/>.</summary>
+    void IProcessGroup.AllReduce(Span<double> values, long step, CollectiveKind kind, int layer) => AllReduce(values, step, kind, layer);
 
     /// <summary>
     /// The gradient channel as an <see cref="IFloatAllReduce"/> (for <see cref="BucketedGradientReducer"/>);
