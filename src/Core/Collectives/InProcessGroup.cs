@@ -40,7 +40,7 @@ public sealed class InProcessGroup
     /// <summary>One handle per rank, to give to that rank's layers and training step.</summary>
     public IReadOnlyList<Member> Members { get; }
 
-    public sealed class Member(InProcessGroup group, int rank) : ICollective, IGradientReducer
+    public sealed class Member(InProcessGroup group, int rank) : ICollective, IGradientReducer, IProcessGroup, IFloatAllReduce
     {
         private IBackend? _backend;
         private float[] _flat = [];
@@ -51,6 +51,13 @@ public sealed class InProcessGroup
 
         public void AllReduceSum(Span<double> values, CollectiveKind kind, int layer) =>
             group.Reduce(rank, kind, layer, values, Span<float>.Empty);
+
+        /// <summary>The process group of the in-process ranks (the step is not checked: the ranks share one loop).</summary>
+        void IProcessGroup.AllReduce(Span<double> values, long step, CollectiveKind kind, int layer) => AllReduceSum(values, kind, layer);
+
+        /// <summary>A float32 buffer summed over the ranks, in rank order from rank 0's values (the hub's order).</summary>
+        public void AllReduce(float[] buffer, int length, long step) =>
+            group.Reduce(rank, CollectiveKind.Gradients, -1, Span<double>.Empty, buffer.AsSpan(0, length));
 
         /// <summary>The backend whose tensors hold this rank's gradients.</summary>
         public Member WithBackend(IBackend backend)
