@@ -186,7 +186,8 @@ public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, I
             {
                 var missing = Enumerable.Range(0, Size).Where(r => Volatile.Read(ref *(int*)(RankBlock(r) + OffPid)) == 0).Select(r => _ranks[r]);
                 throw new CollectiveException($"rank(s) {string.Join(", ", missing)} did not attach to the host's shared memory {Path} " +
-                                              $"within {Timeout.TotalSeconds:0.#} s");
+                                              $"within {Timeout.TotalSeconds:0.#} s (workers that do not share /dev/shm need different " +
+                                              "--host-id values, or --stats-transport grpc)");
             }
             Thread.Sleep(1);
         }
