@@ -485,8 +485,13 @@ public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, I
         var aborted = (int*)(_base + OffAborted);
         int state = Volatile.Read(ref *aborted);
         if (state == 0) return;
-        var spin = new SpinWait();
-        while ((state = Volatile.Read(ref *aborted)) == 1) spin.SpinOnce(); // the writer is between claim and reason: nanoseconds
+        // The writer is between its claim and the reason: nanoseconds, unless it died right there.
+        long giveUp = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 10;
+        while ((state = Volatile.Read(ref *aborted)) == 1)
+        {
+            if (Stopwatch.GetTimestamp() > giveUp) throw new CollectiveException($"the host's shared memory {Path} failed (a rank died while saying why)");
+            Thread.Yield();
+        }
         int length = Volatile.Read(ref *(int*)(_base + OffReasonLength));
         throw new CollectiveException(Encoding.UTF8.GetString(_base + OffReason, Math.Clamp(length, 0, ReasonBytes)));
     }
