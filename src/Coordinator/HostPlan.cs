@@ -16,7 +16,10 @@ public enum StatsMode
 /// <summary>One rank's host group, as its join reply gives it.</summary>
 /// <param name="Segment">The shared-memory file's name (empty for a host of one rank: nothing to share).</param>
 /// <param name="Ranks">The host's global ranks, ascending; the first is the leader.</param>
-/// <param name="Gradients">The host's ranks sum gradients in the segment too (one host, gradients directly between the workers).</param>
+/// <param name="Gradients">
+/// Gradients go directly between the workers (--gradient-path ring): the host's ranks sum them in the
+/// segment, and with several hosts the leaders sum the hosts' sums around a ring of their own.
+/// </param>
 public sealed record HostGroup(string Segment, IReadOnlyList<int> Ranks, int Host, int Hosts, bool Gradients = false);
 
 /// <summary>
@@ -55,8 +58,7 @@ public sealed class HostPlan
         if (Mode == StatsMode.Flat) return null;
         int host = _hostOf[rank];
         var ranks = Hosts[host];
-        return new HostGroup(ranks.Length > 1 ? $"bndist-{_runId}-{host}" : "", ranks, host, Hosts.Count,
-            Gradients: directGradients && Mode == StatsMode.SingleHost);
+        return new HostGroup(ranks.Length > 1 ? $"bndist-{_runId}-{host}" : "", ranks, host, Hosts.Count, Gradients: directGradients);
     }
 
     /// <summary>

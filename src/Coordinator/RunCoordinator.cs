@@ -181,10 +181,15 @@ public sealed partial class RunCoordinator : IDisposable
         }
         int rank = world.RankOf(ticket.WorkerId);
         return new JoinResult(RunId, rank, world.Size, JsonSerializer.Serialize(_settings.Training),
-            _startStep, _schedule!.At(_startStep), OperationTimeout, _ringEndpoints, _plan.GroupOf(rank, _settings.GradientPath == "ring"));
+            _startStep, _schedule!.At(_startStep), OperationTimeout, RingFor(rank),
+            _plan.GroupOf(rank, directGradients: _settings.GradientPath == "ring" && (_plan.Mode == StatsMode.SingleHost || _ringEndpoints.Count > 0)));
     }
 
     private IReadOnlyList<string> _ringEndpoints = [];
+
+    /// <summary>The ring a rank joins: every rank's in a flat run; in a hierarchical one the hosts' leaders' (the others sum in their host).</summary>
+    private IReadOnlyList<string> RingFor(int rank) =>
+        _plan.Mode == StatsMode.Hierarchical && !_plan.IsLeader(rank) ? [] : _ringEndpoints;
 
     private void StartRun(World world)
     {
@@ -231,14 +236,17 @@ public sealed partial class RunCoordinator : IDisposable
     }
 
     /// <summary>
-    /// The gradient ring's endpoints by rank, when the settings ask for a ring (gradients directly
-    /// between the workers), there are two ranks or more on more than one host, and every one offered
-    /// an endpoint; else none (gradients through the hub, or through the shared memory of the one host).
+    /// The gradient ring's endpoints, when the settings ask for a ring (gradients directly between
+    /// the workers), there are two ranks or more on more than one host, and every one offered an
+    /// endpoint: by rank in a flat run, by host (the leaders') in a hierarchical one; else none
+    /// (gradients through the hub, or through the shared memory of the one host).
     /// </summary>
     private IReadOnlyList<string> RingOf(World world)
     {
         if (_settings.GradientPath != "ring" || world.Size < 2) return [];
         if (_plan.Mode == StatsMode.SingleHost) return []; // the workers of one host sum gradients in their shared memory
+        if (_plan.Mode == StatsMode.Hierarchical)           // within each host in its shared memory, then around the leaders
+            return world.Members.Any(m => string.IsNullOrEmpty(m.DataEndpoint)) ? [] : [.. _plan.Leaders.Select(r => world.Members[r].DataEndpoint)];
         if (world.Members.Any(m => string.IsNullOrEmpty(m.DataEndpoint)))
         {
             _logger.LogWarning("Gradients go through the coordinator: {Workers} offered no ring endpoint",

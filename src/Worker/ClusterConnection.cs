@@ -103,7 +103,9 @@ public sealed class ClusterConnection : IAsyncDisposable
             {
                 try
                 {
-                    collective.Ring = await TcpRing.ConnectAsync(listener, join.Rank, join.RingEndpoints, join.RunId, settings.Token, timeout, cancellation);
+                    // A run on several hosts rings the hosts' leaders, numbered by host.
+                    int ringRank = join.HostGroup is { Hosts: > 1 } hosts ? hosts.Host : join.Rank;
+                    collective.Ring = await TcpRing.ConnectAsync(listener, ringRank, join.RingEndpoints, join.RunId, settings.Token, timeout, cancellation);
                 }
                 catch (ClusterException e)
                 {

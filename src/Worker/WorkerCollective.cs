@@ -37,6 +37,7 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
     private SharedMemoryGroup? _host;
     private bool _recordStatistics, _gradientsInSharedMemory;
     private BucketedGradientReducer? _buckets;
+    private IFloatAllReduce? _gradientPath;
     private long _step, _stepStarted = Stopwatch.GetTimestamp();
     private double _statsAtStepStart, _gradientsAtStepStart;
     private float[] _flat = [];
@@ -83,7 +84,7 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
     /// <summary>Whether BN statistics go through the host's shared memory.</summary>
     public bool SharedMemoryStatistics => _statistics is not CoordinatorGroup;
 
-    /// <summary>Whether gradients go through the host's shared memory (every rank on this one host, --gradient-path ring).</summary>
+    /// <summary>Whether gradients go through the host's shared memory (--gradient-path ring; on several hosts, then around the leaders' ring).</summary>
     public bool SharedMemoryGradients => _gradientsInSharedMemory;
 
     /// <summary>
@@ -100,7 +101,27 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
             ? new HierarchicalGroup(host, host is null || host.LocalRank == 0 ? new CoordinatorGroup(_stream, ownSequence: true) : null)
             : host!;
         _recordStatistics = !hierarchical && Rank == 0;
-        _gradientsInSharedMemory = gradients && host is not null && !hierarchical;
+        _gradientsInSharedMemory = gradients && host is not null;
+        _hierarchical = hierarchical;
+    }
+
+    private bool _hierarchical;
+
+    /// <summary>
+    /// Where gradients are summed: the host's shared memory (then, on several hosts, the leaders'
+    /// ring), the TCP ring of all ranks, or the coordinator's hub.
+    /// </summary>
+    private IFloatAllReduce GradientPath() =>
+        _gradientsInSharedMemory
+            ? _hierarchical ? new HostThenLeaders(_host!, _host!.LocalRank == 0 ? new RingTransport(Ring ?? throw NoRing()) : null) : _host!
+            : Ring is { } ring ? new RingTransport(ring) : _coordinator;
+
+    private ClusterException NoRing() => new($"rank {Rank} leads its host but has no ring to the other hosts' leaders");
+
+    /// <summary>The host's sum in its shared memory, the hosts' sums around the leaders' ring.</summary>
+    private sealed class HostThenLeaders(SharedMemoryGroup host, IFloatAllReduce? leaders) : IFloatAllReduce
+    {
+        public void AllReduce(float[] buffer, int length, long step) => host.AllReduce(buffer.AsSpan(0, length), step, hierarchical: true, leaders);
     }
 
     /// <summary>
@@ -111,9 +132,10 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
     /// </summary>
     public bool UseBuckets(Network network, int bucketBytes)
     {
-        IFloatAllReduce? transport = _gradientsInSharedMemory ? _host : Ring is { } ring ? new RingTransport(ring) : null;
-        if (transport is null || bucketBytes <= 0) return false;
-        _buckets = new BucketedGradientReducer(_backend, network, transport, bucketBytes);
+        var path = GradientPath();
+        if (path is CoordinatorGroup || bucketBytes <= 0) return false;
+        _gradientPath = path;
+        _buckets = new BucketedGradientReducer(_backend, network, path, bucketBytes);
         _buckets.BeginStep(_step);
         return true;
     }
@@ -192,8 +214,7 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
                     _backend.Download(p.Grad, _flat.AsSpan(at, p.Grad.Length));
                     at += p.Grad.Length;
                 }
-                IFloatAllReduce path = _gradientsInSharedMemory ? _host! : Ring is { } ring ? new RingTransport(ring) : _coordinator;
-                path.AllReduce(_flat, total, _step);
+                (_gradientPath ??= GradientPath()).AllReduce(_flat, total, _step);
                 at = 0;
                 foreach (var p in parameters)
                 {

@@ -116,6 +116,48 @@ public sealed class SharedMemoryGroupTests
     }
 
     [Fact]
+    public void Gradients_on_several_hosts_reach_every_rank_with_the_other_hosts_sum()
+    {
+        // The other host's sum is 100 + i; the leader's "ring" adds it to this host's, in chunks.
+        int n = SharedMemoryGroup.FloatCapacity + 5;
+        var errors = RunRanks(3, TimeSpan.FromSeconds(30), group =>
+        {
+            var values = new float[n];
+            for (int i = 0; i < n; i++) values[i] = group.LocalRank + 1;
+            group.AllReduce(values, 2, hierarchical: true, group.LocalRank == 0 ? new OtherHost() : null);
+            for (int i = 0; i < n; i++)
+                if (values[i] != 6 + 100 + i % 1000) throw new InvalidOperationException($"rank {group.LocalRank}: value {i} is {values[i]}");
+        });
+        Assert.All(errors, e => Assert.Null(e));
+    }
+
+    private sealed class OtherHost : IFloatAllReduce
+    {
+        private int _offset;
+
+        public void AllReduce(float[] buffer, int length, long step)
+        {
+            for (int i = 0; i < length; i++) buffer[i] += 100 + (_offset + i) % 1000;
+            _offset += length;
+        }
+    }
+
+    [Fact]
+    public void A_leader_that_fails_to_reach_the_other_hosts_fails_its_host_with_the_reason()
+    {
+        var errors = RunRanks(2, TimeSpan.FromSeconds(30), group =>
+            group.AllReduce(new float[10], 5, hierarchical: true, group.LocalRank == 0 ? new BrokenRing() : null));
+        Assert.IsType<IOException>(errors[0]);
+        Assert.Contains("the host leader (rank 0) failed to sum the gradients of step 5 with the other hosts: the ring broke",
+            Assert.IsType<CollectiveException>(errors[1]).Message);
+    }
+
+    private sealed class BrokenRing : IFloatAllReduce
+    {
+        public void AllReduce(float[] buffer, int length, long step) => throw new IOException("the ring broke");
+    }
+
+    [Fact]
     public void Gradients_of_different_lengths_fail_every_rank()
     {
         var errors = RunRanks(2, TimeSpan.FromSeconds(20), group => group.AllReduce(new float[group.LocalRank == 0 ? 10 : 11], 3));

@@ -291,9 +291,19 @@ public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, I
     /// slot only after the second, when every part has been summed, and the result only after the
     /// next first one, when everyone has copied it.
     /// </summary>
-    public void AllReduce(Span<float> values, long step)
+    public void AllReduce(Span<float> values, long step) => AllReduce(values, step, hierarchical: false, leaders: null);
+
+    /// <summary>
+    /// As <see cref="AllReduce(Span{float}, long)"/>; with <paramref name="hierarchical"/> (a run on several
+    /// hosts), after the host's sum the leader (local rank 0) replaces it by the sum over the hosts
+    /// through <paramref name="leaders"/> (the leaders' ring; null on the other ranks), and a third
+    /// barrier hands it to the host's other ranks.
+    /// </summary>
+    public void AllReduce(Span<float> values, long step, bool hierarchical, IFloatAllReduce? leaders)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (hierarchical && (leaders is not null) != (LocalRank == 0))
+            throw new ArgumentException("in a hierarchical sum exactly the leader (local rank 0) reaches the other hosts");
         ThrowIfAborted();
         for (int offset = 0; offset < values.Length; offset += FloatCapacity)
         {
@@ -318,15 +328,37 @@ public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, I
             for (int r = 1; r < Size; r++)
                 System.Numerics.Tensors.TensorPrimitives.Add(sum, new ReadOnlySpan<float>(FloatSlot(r) + SlotHeaderBytes + (long)from * sizeof(float), to - from), sum);
             Barrier(step, CollectiveKind.Gradients, -1, wait: true);
-            new ReadOnlySpan<float>(FloatSlot(Size) + SlotHeaderBytes, chunk.Length).CopyTo(chunk);
+            var hostSum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes, chunk.Length);
+            if (hierarchical)
+            {
+                if (LocalRank == 0)
+                {
+                    if (_hostScratch.Length < chunk.Length) _hostScratch = new float[Math.Min(FloatCapacity, values.Length)];
+                    hostSum.CopyTo(_hostScratch);
+                    try
+                    {
+                        leaders!.AllReduce(_hostScratch, chunk.Length, step);
+                    }
+                    catch (Exception e)
+                    {
+                        Fail($"the host leader (rank {_ranks[0]}) failed to sum the gradients of step {step} with the other hosts: {e.Message}");
+                        throw;
+                    }
+                    _hostScratch.AsSpan(0, chunk.Length).CopyTo(hostSum);
+                }
+                Barrier(step, CollectiveKind.Gradients, -1, wait: true, leaderOnly: LocalRank != 0);
+            }
+            hostSum.CopyTo(chunk);
         }
     }
+
+    private float[] _hostScratch = [];
 
     /// <summary>
     /// Arrives at the group's next barrier: the last rank to come resets the counter and bumps the
     /// generation (waking sleepers); the others wait for that when <paramref name="wait"/>.
     /// </summary>
-    private void Barrier(long step, CollectiveKind kind, int layer, bool wait)
+    private void Barrier(long step, CollectiveKind kind, int layer, bool wait, bool leaderOnly = false)
     {
         // Two channels, each used by one thread of every rank: BN statistics (the training thread)
         // and gradients (the bucket thread), so the two never wait at each other's barriers.
@@ -346,7 +378,7 @@ public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, I
         }
         else if (wait)
         {
-            WaitChange(generation, seen, sleepers, barrier, step, kind, layer, leaderOnly: false);
+            WaitChange(generation, seen, sleepers, barrier, step, kind, layer, leaderOnly);
         }
     }
 
