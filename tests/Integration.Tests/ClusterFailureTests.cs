@@ -15,13 +15,23 @@ namespace BnDist.Integration.Tests;
 /// <summary>No hang, ever: every failure ends the run on every process, within the deadline, with the rank and operation named.</summary>
 public sealed class ClusterFailureTests
 {
-    [Fact]
-    public async Task A_worker_that_dies_mid_step_ends_the_run_everywhere_and_the_last_checkpoint_stays_loadable()
+    /// <summary>
+    /// On one host (shared memory), through the coordinator, and on two hosts (ranks 0, 2 and 1, 3:
+    /// the victim leads its host, so its host's other rank and the other host's leader lose it).
+    /// </summary>
+    [Theory]
+    [InlineData(2, "shm", false)]
+    [InlineData(2, "grpc", false)]
+    [InlineData(4, "shm", true)]
+    public async Task A_worker_that_dies_mid_step_ends_the_run_everywhere_and_the_last_checkpoint_stays_loadable(int workers, string stats,
+        bool twoHosts)
     {
         string dir = Directory.CreateTempSubdirectory("bndist-fail-").FullName;
         var config = new TrainingConfig { Model = "convnet", BatchSize = 8, Steps = 10, Evaluate = false };
         var options = new LocalClusterOptions
         {
+            StatsTransport = stats,
+            HostIds = twoHosts ? [.. Enumerable.Range(0, workers).Select(r => r % 2 == 0 ? "host-a" : "host-b")] : null,
             OperationTimeout = TimeSpan.FromSeconds(10),
             CheckpointDirectory = dir,
             CheckpointEvery = 2,
@@ -30,15 +40,15 @@ public sealed class ClusterFailureTests
                 backend, collective.Rank == 1 ? 6 : int.MaxValue),
         };
         var started = DateTime.UtcNow;
-        await using var cluster = await LocalCluster.StartAsync(config, 2, options);
+        await using var cluster = await LocalCluster.StartAsync(config, workers, options);
         var outcome = await cluster.Run.Outcome.WaitAsync(TimeSpan.FromSeconds(30));
         var errors = await cluster.WorkerErrorsAsync(TimeSpan.FromSeconds(30));
 
         Assert.False(outcome.Succeeded);
         Assert.Contains("rank 1 (worker-001)", outcome.Error);
         Assert.IsType<InvalidOperationException>(errors[1]); // the crash itself
-        var survivor = Assert.IsType<ClusterException>(errors[0]);
-        Assert.Contains("rank 1 (worker-001)", survivor.Message);
+        foreach (int r in Enumerable.Range(0, workers).Where(r => r != 1))
+            Assert.Contains("rank 1 (worker-001)", Assert.IsType<ClusterException>(errors[r]).Message);
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(30));
 
         string checkpoint = Path.Combine(dir, "checkpoint.safetensors");
