@@ -56,7 +56,8 @@ public sealed class ClusterService(RunCoordinator run, ILogger<ClusterService> l
             RingEndpoints = { joined.RingEndpoints },
         };
         if (joined.HostGroup is { } group)
-            reply.HostGroup = new Protos.V1.HostGroup { Segment = group.Segment, Ranks = { group.Ranks }, Host = group.Host, Hosts = group.Hosts, Gradients = group.Gradients };
+            reply.HostGroup = new Protos.V1.HostGroup { Segment = group.Segment, Ranks = { group.Ranks }, Host = group.Host, Hosts = group.Hosts, Gradients = group.Gradients,
+                Leaders = { group.Leaders ?? [] } };
         return reply;
     }
 

@@ -20,7 +20,8 @@ public enum StatsMode
 /// Gradients go directly between the workers (--gradient-path ring): the host's ranks sum them in the
 /// segment, and with several hosts the leaders sum the hosts' sums around a ring of their own.
 /// </param>
-public sealed record HostGroup(string Segment, IReadOnlyList<int> Ranks, int Host, int Hosts, bool Gradients = false);
+/// <param name="Leaders">The leader of each host, by host.</param>
+public sealed record HostGroup(string Segment, IReadOnlyList<int> Ranks, int Host, int Hosts, bool Gradients = false, IReadOnlyList<int>? Leaders = null);
 
 /// <summary>
 /// The hosts of a run, from the host identities the workers gave at join: ranks with the same
@@ -58,7 +59,7 @@ public sealed class HostPlan
         if (Mode == StatsMode.Flat) return null;
         int host = _hostOf[rank];
         var ranks = Hosts[host];
-        return new HostGroup(ranks.Length > 1 ? $"bndist-{_runId}-{host}" : "", ranks, host, Hosts.Count, Gradients: directGradients);
+        return new HostGroup(ranks.Length > 1 ? $"bndist-{_runId}-{host}" : "", ranks, host, Hosts.Count, Gradients: directGradients, Leaders);
     }
 
     /// <summary>

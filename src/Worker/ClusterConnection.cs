@@ -104,8 +104,11 @@ public sealed class ClusterConnection : IAsyncDisposable
                 try
                 {
                     // A run on several hosts rings the hosts' leaders, numbered by host.
-                    int ringRank = join.HostGroup is { Hosts: > 1 } hosts ? hosts.Host : join.Rank;
-                    collective.Ring = await TcpRing.ConnectAsync(listener, ringRank, join.RingEndpoints, join.RunId, settings.Token, timeout, cancellation);
+                    var leaders = join.HostGroup is { Hosts: > 1 } hosts ? hosts : null;
+                    if (leaders is not null && leaders.Leaders.Count != join.RingEndpoints.Count)
+                        throw new ClusterException($"the coordinator sent rank {join.Rank} a ring of {join.RingEndpoints.Count} endpoints for {leaders.Leaders.Count} host leaders");
+                    collective.Ring = await TcpRing.ConnectAsync(listener, leaders?.Host ?? join.Rank, join.RingEndpoints, join.RunId, settings.Token,
+                        timeout, cancellation, leaders is null ? null : [.. leaders.Leaders]);
                 }
                 catch (ClusterException e)
                 {

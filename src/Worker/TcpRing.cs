@@ -58,6 +58,13 @@ public sealed class TcpRing : IDisposable
     private float[] _incoming = [];
     private long _sequence;
 
+    // The global rank of each ring position (the hosts' leaders of a hierarchical run); null: the positions are the ranks.
+    private IReadOnlyList<int>? _ranks;
+
+    private string Name(int position) => Label(_ranks, position);
+
+    private static string Label(IReadOnlyList<int>? ranks, int position) => $"rank {(ranks is null ? position : ranks[position])}";
+
     private TcpRing(int rank, int world, Socket next, Socket prev, TimeSpan timeout, string runId)
     {
         (Rank, WorldSize, _next, _prev, _timeout) = (rank, world, next, prev, timeout);
@@ -109,8 +116,9 @@ public sealed class TcpRing : IDisposable
 
     /// <summary>Forms this rank's part of the ring: connects to rank + 1, accepts rank − 1 on <paramref name="listener"/>.</summary>
     public static async Task<TcpRing> ConnectAsync(Socket listener, int rank, IReadOnlyList<string> endpoints, string runId, string? token,
-        TimeSpan timeout, CancellationToken cancellation)
+        TimeSpan timeout, CancellationToken cancellation, IReadOnlyList<int>? ranks = null)
     {
+        string Name(int position) => Label(ranks, position);
         int world = endpoints.Count;
         int next = (rank + 1) % world, prev = (rank + world - 1) % world;
         byte[] key = Encoding.UTF8.GetBytes(token ?? "");
@@ -142,13 +150,13 @@ public sealed class TcpRing : IDisposable
             cancellation.ThrowIfCancellationRequested();
             // Report the side that failed on its own, not the one cancelled because of it.
             Exception? Own(Task t) => t.Exception?.InnerException is { } x and not OperationCanceledException ? x : null;
-            string what = Own(connect) is { } c ? $"it could not reach rank {next} at {endpoints[next]} ({c.Message})"
-                : Own(accept) is { } a ? $"rank {prev} did not connect to it ({a.Message})"
-                : !accept.IsCompletedSuccessfully ? $"rank {prev} did not connect to it"
-                : $"it could not reach rank {next} at {endpoints[next]}";
-            throw new ClusterException($"rank {rank}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what}", e);
+            string what = Own(connect) is { } c ? $"it could not reach {Name(next)} at {endpoints[next]} ({c.Message})"
+                : Own(accept) is { } a ? $"{Name(prev)} did not connect to it ({a.Message})"
+                : !accept.IsCompletedSuccessfully ? $"{Name(prev)} did not connect to it"
+                : $"it could not reach {Name(next)} at {endpoints[next]}";
+            throw new ClusterException($"{Name(rank)}: the gradient ring did not form within {timeout.TotalSeconds:0.#} s: {what}", e);
         }
-        return new TcpRing(rank, world, connect.Result, accept.Result, timeout, runId);
+        return new TcpRing(rank, world, connect.Result, accept.Result, timeout, runId) { _ranks = ranks };
     }
 
     /// <summary>
@@ -182,7 +190,7 @@ public sealed class TcpRing : IDisposable
         {
             Dispose();
             LostNeighbour = true;
-            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}", e);
+            throw new ClusterException($"{Name(Rank)}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}", e);
         }
     }
 
@@ -206,8 +214,8 @@ public sealed class TcpRing : IDisposable
             ReceiveAll(_receivedHeader);
             WriteHeader(_expectedHeader, Prev, step, sequence, exchange, receive, length, r1 - r0);
             if (!_receivedHeader.AsSpan().SequenceEqual(_expectedHeader))
-                throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: rank {Prev} sent {DescribeHeader(_receivedHeader)} " +
-                                           $"where rank {Rank} expected {DescribeHeader(_expectedHeader)}");
+                throw new ClusterException($"{Name(Rank)}: the gradient ring failed in step {step}: {Name(Prev)} sent {DescribeHeader(_receivedHeader)} " +
+                                           $"where {Name(Rank)} expected {DescribeHeader(_expectedHeader)}");
             var target = add ? _incoming.AsSpan(0, r1 - r0) : data.AsSpan(r0, r1 - r0);
             ReceiveAll(MemoryMarshal.AsBytes(target));
             if (add) FloatSums.AddFirst(_incoming.AsSpan(0, r1 - r0), data.AsSpan(r0, r1 - r0));
@@ -221,8 +229,8 @@ public sealed class TcpRing : IDisposable
             if (e is ClusterException) throw;
             if (e is not (SocketException or IOException or ObjectDisposedException)) throw;
             LostNeighbour = true;
-            string also = nextClosed && Next != Prev ? $"; rank {Next} closed its ring connection too" : "";
-            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}{also}", e);
+            string also = nextClosed && Next != Prev ? $"; {Name(Next)} closed its ring connection too" : "";
+            throw new ClusterException($"{Name(Rank)}: the gradient ring failed in step {step}: {Describe(e, receiving: true)}{also}", e);
         }
         try
         {
@@ -231,7 +239,7 @@ public sealed class TcpRing : IDisposable
         catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
         {
             LostNeighbour = true;
-            throw new ClusterException($"rank {Rank}: the gradient ring failed in step {step}: {Describe(e, receiving: false)}", e);
+            throw new ClusterException($"{Name(Rank)}: the gradient ring failed in step {step}: {Describe(e, receiving: false)}", e);
         }
         if (!_sendDeadline.TryReset())
         {
@@ -261,7 +269,7 @@ public sealed class TcpRing : IDisposable
         while (bytes.Length > 0)
         {
             int received = _prev.Receive(bytes);
-            if (received == 0) throw new IOException($"rank {Prev} closed its ring connection");
+            if (received == 0) throw new IOException($"{Name(Prev)} closed its ring connection");
             bytes = bytes[received..];
         }
     }
@@ -317,13 +325,13 @@ public sealed class TcpRing : IDisposable
         {
             IOException { InnerException: null } io => io.Message, // "rank p closed its ring connection"
             SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } =>
-                $"rank {Prev} sent nothing within {_timeout.TotalSeconds:0.#} s",
-            OperationCanceledException => $"rank {Next} took nothing within {_timeout.TotalSeconds:0.#} s",
+                $"{Name(Prev)} sent nothing within {_timeout.TotalSeconds:0.#} s",
+            OperationCanceledException => $"{Name(Next)} took nothing within {_timeout.TotalSeconds:0.#} s",
             SocketException { SocketErrorCode: SocketError.ConnectionReset or SocketError.Shutdown or SocketError.ConnectionAborted or SocketError.NotConnected } s =>
-                $"rank {peer} closed its ring connection ({s.Message})",
+                $"{Name(peer)} closed its ring connection ({s.Message})",
             ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted } =>
-                $"rank {Rank}'s ring was closed while it exchanged with rank {Prev} and rank {Next}",
-            _ => $"the ring connection with rank {peer} failed: {e.Message}",
+                $"{Name(Rank)}'s ring was closed while it exchanged with {Name(Prev)} and {Name(Next)}",
+            _ => $"the ring connection with {Name(peer)} failed: {e.Message}",
         };
     }
 
