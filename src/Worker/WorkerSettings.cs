@@ -81,7 +81,7 @@ public sealed class WorkerSettings
             throw new ArgumentException($"--coordinator: '{Coordinator}' is not an http:// or https:// address");
         if (string.IsNullOrWhiteSpace(WorkerId)) throw new ArgumentException("--worker-id must not be empty");
         if (Threads < 0) throw new ArgumentException("--threads must be ≥ 0");
-        if (!(JoinTimeoutSeconds > 0)) throw new ArgumentException("the join timeout must be > 0 seconds");
+        if (!(JoinTimeoutSeconds > 0)) throw new ArgumentException($"--join-timeout must be > 0 seconds, got {JoinTimeoutSeconds}");
         if (GradientBucketKiB is < 0 or > 1 << 20) throw new ArgumentException($"--bucket-kib must lie in [0, 1048576], got {GradientBucketKiB}");
         return this;
     }

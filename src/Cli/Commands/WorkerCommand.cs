@@ -26,7 +26,11 @@ public static class WorkerCommand
         var hostId = Opt.String("--host-id", "which machine this worker is on: workers with the same id share BN statistics through " +
                                              "/dev/shm (default: this machine's name and boot id; none: never share)", helpName: "ID");
         var buckets = BucketOption();
-        var command = new Command("worker", "join a coordinator and train") { coordinator, workerId, device, threads, data, tokenFile, advertise, hostId, buckets };
+        var joinTimeout = Opt.Double("--join-timeout", "seconds to wait for the coordinator and the other workers to join (default 150)", null, "S");
+        var command = new Command("worker", "join a coordinator and train")
+        {
+            coordinator, workerId, device, threads, data, tokenFile, advertise, hostId, buckets, joinTimeout,
+        };
         command.SetAction(r =>
         {
             var settings = SettingsConfiguration.Bind(WorkerSettings.Section, new WorkerSettings());
@@ -38,6 +42,7 @@ public static class WorkerCommand
             settings.AdvertiseHost = r.Pick(advertise, settings.AdvertiseHost);
             settings.HostId = r.Pick(hostId, settings.HostId);
             settings.GradientBucketKiB = r.Pick(buckets, settings.GradientBucketKiB);
+            settings.JoinTimeoutSeconds = r.Pick(joinTimeout, settings.JoinTimeoutSeconds);
             settings.Token = r.Given(tokenFile) ? Protos.RunToken.Resolve(r.GetValue(tokenFile)) : settings.Token ?? Protos.RunToken.Resolve(null);
             return Run(settings);
         });
