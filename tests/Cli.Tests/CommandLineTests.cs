@@ -44,6 +44,10 @@ public sealed class CommandLineTests
     [InlineData(new[] { "coordinator", "--token-file", "/no/such/token" }, "--token-file: no such file '/no/such/token'")]
     [InlineData(new[] { "worker", "--coordinator", "10.0.0.1:29500" }, "bndist worker: --coordinator: '10.0.0.1:29500' is not an http:// or https:// address")]
     [InlineData(new[] { "launch", "--workers", "0" }, "bndist launch: --workers must be ≥ 1, got 0")]
+    [InlineData(new[] { "launch", "--stats-transport", "nccl" }, "bndist launch: --stats-transport")]
+    [InlineData(new[] { "launch", "--bucket-kib", "-1" }, "bndist launch: --bucket-kib must be ≥ 0, got -1")]
+    [InlineData(new[] { "worker", "--join-timeout", "0" }, "bndist worker: --join-timeout must be > 0 seconds, got 0")]
+    [InlineData(new[] { "worker", "--bucket-kib", "2000000" }, "bndist worker: --bucket-kib must lie in [0, 1048576], got 2000000")]
     public void A_mistake_on_the_command_line_is_one_line_on_stderr_and_exit_code_2(string[] args, string expected) =>
         AssertOneLineUsageError(Bndist(args), expected);
 
