@@ -12,14 +12,15 @@
 #     busbw = algbw·2(K−1)/K (nccl-tests). BnDist three times: through the shared memory of this
 #     host (the default on one host; impl "bndist-shm"), the TCP ring between the workers (what
 #     several hosts use; impl "bndist") and the path through the coordinator (--gradient-path hub; "bndist-hub").
-#   - The share of a convnet training step spent communicating (`bndist launch --workers K`,
-#     LAUNCH_STEPS steps of global batch 128 on the embedded data; its time breakdown).
+#   - The share of a training step spent communicating (`bndist launch --workers K` of each model
+#     in LAUNCH_MODELS, on each statistics transport, LAUNCH_STEPS steps of global batch 128 on
+#     the embedded data; its time breakdown).
 # Prints the merged tables (bench/peers/collectives_table.py); raw JSON lines and logs go to
 # bench/out/collectives-<time>/.
 #
 # Run from anywhere:  bench/collectives.sh
 # Knobs (environment): WORKERS="2 4" CHANNELS=64,256,1024 OPS=2000 WARMUP=1000 SIZES=1,4,16,64
-#                      REPS=10 LAUNCH_STEPS=40 PEERS=1 (0: BnDist only)
+#                      REPS=10 LAUNCH_STEPS=40 LAUNCH_MODELS="convnet resnet20" PEERS=1 (0: BnDist only)
 # Needs the .NET SDK; for the peers Debian's python3-torch, openmpi-bin and libopenmpi-dev.
 set -euo pipefail
 
@@ -31,6 +32,7 @@ WARMUP=${WARMUP:-1000}
 SIZES=${SIZES:-1,4,16,64}
 REPS=${REPS:-10}
 LAUNCH_STEPS=${LAUNCH_STEPS:-40}
+LAUNCH_MODELS=${LAUNCH_MODELS:-"convnet resnet20"}
 PEERS=${PEERS:-1}
 
 OUT="$ROOT/bench/out/collectives-$(date +%Y%m%d-%H%M%S)"
@@ -59,10 +61,14 @@ if [[ $PEERS == 1 ]]; then
         bash "$ROOT/bench/peers/collectives.sh" 2>&1 | tee "$OUT/peers.log"
 fi
 
-for K in $WORKERS; do
-    echo "== convnet step breakdown, K=$K (bndist launch, $LAUNCH_STEPS steps)"
-    "$BNDIST" launch --workers "$K" --steps "$LAUNCH_STEPS" --no-eval --quiet 2>&1 | tee "$OUT/launch-$K.log" \
-        | sed -n '/time per step/,$p'
+for MODEL in $LAUNCH_MODELS; do
+    for K in $WORKERS; do
+        for T in shm grpc; do
+            echo "== $MODEL step breakdown, K=$K, --stats-transport $T (bndist launch, $LAUNCH_STEPS steps)"
+            "$BNDIST" launch --workers "$K" --model "$MODEL" --steps "$LAUNCH_STEPS" --no-eval --quiet --stats-transport "$T" 2>&1 \
+                | tee "$OUT/launch-$MODEL-$K-$T.log" | sed -n '/time per step/,$p'
+        done
+    done
 done
 
 echo
