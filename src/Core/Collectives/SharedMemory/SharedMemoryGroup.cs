@@ -43,7 +43,7 @@ namespace BnDist.Core.Collectives.SharedMemory;
 /// that hold it, so nothing is left in /dev/shm when a run ends, fails or is killed.
 /// </para>
 /// </remarks>
-public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, IDisposable
+public sealed unsafe partial class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, IDisposable
 {
     /// <summary>Doubles per slot: BN statistics of up to 32,767 channels.</summary>
     public const int Capacity = 1 << 16;
@@ -276,112 +276,6 @@ public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, I
     /// <summary>The statistics of one host (every rank sums): <see cref="IProcessGroup"/>.</summary>
     void IProcessGroup.AllReduce(Span<double> values, long step, CollectiveKind kind, int layer) => AllReduce(values, step, kind, layer);
 
-    /// <summary>
-    /// The gradient channel as an <see cref="IFloatAllReduce"/> (for <see cref="BucketedGradientReducer"/>);
-    /// it may run on another thread than the BN statistics: the two have separate barriers.
-    /// </summary>
-    public void AllReduce(float[] buffer, int length, long step) => AllReduce(buffer.AsSpan(0, length), step);
-
-    /// <summary>
-    /// Replaces <paramref name="values"/> (float32 gradients, the same length on every rank) by their
-    /// sum over the group, in chunks of <see cref="FloatCapacity"/>. Per chunk: every rank writes its
-    /// chunk to its slot; a barrier; rank r sums the r-th part of the chunk over all slots, in rank
-    /// order from rank 0's values — ((g0 + g1) + g2) …, the hub's order — into the result slot; a
-    /// barrier; every rank copies the result. Two barriers make one slot enough: a rank rewrites its
-    /// slot only after the second, when every part has been summed, and the result only after the
-    /// next first one, when everyone has copied it.
-    /// </summary>
-    public void AllReduce(Span<float> values, long step) => AllReduce(values, step, hierarchical: false, leaders: null);
-
-    /// <summary>
-    /// As <see cref="AllReduce(Span{float}, long)"/>; with <paramref name="hierarchical"/> (a run on several
-    /// hosts), after the host's sum the leader (local rank 0) replaces it by the sum over the hosts
-    /// through <paramref name="leaders"/> (the leaders' ring; null on the other ranks), and a third
-    /// barrier hands it to the host's other ranks.
-    /// </summary>
-    public void AllReduce(Span<float> values, long step, bool hierarchical, IFloatAllReduce? leaders)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (hierarchical && (leaders is not null) != (LocalRank == 0))
-            throw new ArgumentException("in a hierarchical sum exactly the leader (local rank 0) reaches the other hosts");
-        ThrowIfAborted();
-        for (int offset = 0; offset < values.Length; offset += FloatCapacity)
-        {
-            var chunk = values.Slice(offset, Math.Min(FloatCapacity, values.Length - offset));
-            var slot = FloatSlot(LocalRank);
-            *(long*)slot = step;
-            *(int*)(slot + 8) = (int)CollectiveKind.Gradients;
-            *(int*)(slot + 12) = offset;
-            *(int*)(slot + 16) = chunk.Length;
-            chunk.CopyTo(new Span<float>(slot + SlotHeaderBytes, chunk.Length));
-            Barrier(step, CollectiveKind.Gradients, -1, wait: true);
-            for (int r = 0; r < Size; r++)
-            {
-                var other = FloatSlot(r);
-                if (*(long*)other != step || *(int*)(other + 12) != offset || *(int*)(other + 16) != chunk.Length)
-                    Throw($"rank {_ranks[r]} sent {*(int*)(other + 16)} gradient values at {*(int*)(other + 12)} of step {*(long*)other} " +
-                          $"while rank {_ranks[LocalRank]} sent {chunk.Length} at {offset} of step {step}");
-            }
-            int from = (int)((long)chunk.Length * LocalRank / Size), to = (int)((long)chunk.Length * (LocalRank + 1) / Size);
-            var sum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes + (long)from * sizeof(float), to - from);
-            new ReadOnlySpan<float>(FloatSlot(0) + SlotHeaderBytes + (long)from * sizeof(float), to - from).CopyTo(sum);
-            for (int r = 1; r < Size; r++)
-                System.Numerics.Tensors.TensorPrimitives.Add(sum, new ReadOnlySpan<float>(FloatSlot(r) + SlotHeaderBytes + (long)from * sizeof(float), to - from), sum);
-            Barrier(step, CollectiveKind.Gradients, -1, wait: true);
-            var hostSum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes, chunk.Length);
-            if (hierarchical)
-            {
-                if (LocalRank == 0)
-                {
-                    if (_hostScratch.Length < chunk.Length) _hostScratch = new float[Math.Min(FloatCapacity, values.Length)];
-                    hostSum.CopyTo(_hostScratch);
-                    try
-                    {
-                        leaders!.AllReduce(_hostScratch, chunk.Length, step);
-                    }
-                    catch (Exception e)
-                    {
-                        Fail($"the host leader (rank {_ranks[0]}) failed to sum the gradients of step {step} with the other hosts: {e.Message}");
-                        throw;
-                    }
-                    _hostScratch.AsSpan(0, chunk.Length).CopyTo(hostSum);
-                }
-                Barrier(step, CollectiveKind.Gradients, -1, wait: true, leaderOnly: LocalRank != 0);
-            }
-            hostSum.CopyTo(chunk);
-        }
-    }
-
-    private float[] _hostScratch = [];
-
-    /// <summary>
-    /// Arrives at the group's next barrier: the last rank to come resets the counter and bumps the
-    /// generation (waking sleepers); the others wait for that when <paramref name="wait"/>.
-    /// </summary>
-    private void Barrier(long step, CollectiveKind kind, int layer, bool wait, bool leaderOnly = false)
-    {
-        // Two channels, each used by one thread of every rank: BN statistics (the training thread)
-        // and gradients (the bucket thread), so the two never wait at each other's barriers.
-        int channel = kind == CollectiveKind.Gradients ? 1 : 0;
-        var generation = (int*)(_base + (channel == 0 ? OffGeneration : OffGeneration1));
-        var arrived = (int*)(_base + (channel == 0 ? OffArrived : OffArrived1));
-        var sleepers = (int*)(_base + (channel == 0 ? OffSleepers : OffSleepers1));
-        // Read before arriving: the generation cannot move on until this rank has arrived.
-        int seen = Volatile.Read(ref *generation);
-        long barrier = _barriers[channel]++;
-        Volatile.Write(ref *(long*)(RankBlock(LocalRank) + (channel == 0 ? OffArrivals : OffArrivals1)), barrier + 1);
-        if (Interlocked.Increment(ref *arrived) == Size)
-        {
-            Volatile.Write(ref *arrived, 0);
-            Interlocked.Increment(ref *generation);
-            if (Volatile.Read(ref *sleepers) > 0) Futex.WakeAll(generation);
-        }
-        else if (wait)
-        {
-            WaitChange(generation, seen, sleepers, barrier, step, kind, layer, leaderOnly);
-        }
-    }
-
     /// <summary>Fails the group: every rank's current and next operation throws with <paramref name="reason"/> (the first reason wins).</summary>
     public void Fail(string reason)
     {
@@ -432,72 +326,6 @@ public sealed unsafe class SharedMemoryGroup : IProcessGroup, IFloatAllReduce, I
 
     /// <summary>Rank r's gradient slot; <see cref="Size"/>: the result slot.</summary>
     private byte* FloatSlot(int localRank) => _base + HeaderBytes + (long)(Size + 1) * RankBlockBytes + (long)localRank * FloatSlotBytes;
-
-    /// <summary>
-    /// Waits until *word moves on from <paramref name="seen"/>: spin, then futex, with deadline, abort
-    /// and liveness checks; <paramref name="sequence"/> is the barrier waited at (to name who has not come).
-    /// </summary>
-    private void WaitChange(int* word, int seen, int* sleepers, long sequence, long step, CollectiveKind kind, int layer, bool leaderOnly)
-    {
-        // Spin: on a host with a core per rank the others are running and arrive within microseconds;
-        // with more ranks than cores, yield at once so that the rank we wait for gets the core.
-        if (_oversubscribed)
-        {
-            for (int i = 0; i < 8; i++)
-            {
-                if (Volatile.Read(ref *word) != seen) return;
-                Thread.Yield();
-            }
-        }
-        else
-        {
-            long spinUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 20_000; // 50 µs
-            do
-            {
-                for (int i = 0; i < 16; i++)
-                {
-                    if (Volatile.Read(ref *word) != seen) return;
-                    Thread.SpinWait(8);
-                }
-            } while (Stopwatch.GetTimestamp() < spinUntil);
-        }
-        long start = Stopwatch.GetTimestamp(), nextLiveness = start;
-        long deadline = start + (long)((leaderOnly ? Timeout + Timeout : Timeout).TotalSeconds * Stopwatch.Frequency);
-        while (true)
-        {
-            Interlocked.Increment(ref *sleepers);
-            if (Volatile.Read(ref *word) == seen) Futex.Wait(word, seen, SleepSlice);
-            Interlocked.Decrement(ref *sleepers);
-            ThrowIfAborted();
-            if (Volatile.Read(ref *word) != seen) return;
-            long now = Stopwatch.GetTimestamp();
-            if (now >= nextLiveness)
-            {
-                nextLiveness = now + (long)(LivenessInterval.TotalSeconds * Stopwatch.Frequency);
-                foreach (int r in Waited(sequence, leaderOnly, kind))
-                    if (!ProcessLiveness.IsAlive(_pids[r]))
-                        Throw($"rank {_ranks[r]} (pid {_pids[r]}) died during {Describe(step, kind, layer)}");
-            }
-            if (now >= deadline)
-            {
-                string who = leaderOnly
-                    ? $"the host leader (rank {_ranks[0]}) did not bring back the global sum of {Describe(step, kind, layer)}"
-                    : $"rank(s) {string.Join(", ", Waited(sequence, false, kind).Select(r => _ranks[r]))} did not contribute to {Describe(step, kind, layer)}";
-                Throw($"{who} within {Stopwatch.GetElapsedTime(start).TotalSeconds:0.#} s (the operation timeout)");
-            }
-        }
-    }
-
-    /// <summary>The local ranks this wait depends on: those not yet arrived at barrier <paramref name="sequence"/> (or the leader).</summary>
-    private IEnumerable<int> Waited(long sequence, bool leaderOnly, CollectiveKind kind)
-    {
-        if (leaderOnly) return [0];
-        int offset = kind == CollectiveKind.Gradients ? OffArrivals1 : OffArrivals;
-        var missing = new List<int>();
-        for (int r = 0; r < Size; r++)
-            if (Volatile.Read(ref *(long*)(RankBlock(r) + offset)) <= sequence) missing.Add(r);
-        return missing;
-    }
 
     private void CheckHeaders(int parity, long step, CollectiveKind kind, int layer, int length)
     {
