@@ -305,6 +305,13 @@ public sealed partial class RunCoordinator : IDisposable
 
     private OperationHub Hub => _hub ?? throw new InvalidOperationException("the run has not started");
 
+    /// <summary>Where the ranks wait: the main hub's pending operation, else the host leaders' (a hierarchical run).</summary>
+    private string? DescribePending()
+    {
+        string? main = _hub?.DescribePending();
+        return main == "between operations" && _statsHub?.DescribePending() is { } stats && stats != main ? $"the hosts' exchange of {stats}" : main;
+    }
+
     /// <summary>A rank's stream ended (normally when <paramref name="error"/> is null).</summary>
     public void StreamEnded(int rank, string? error)
     {
@@ -318,11 +325,11 @@ public sealed partial class RunCoordinator : IDisposable
         string who = $"rank {rank} ({WorkerIdOf(rank)})";
         if (error is not null)
         {
-            Abort($"{who} disconnected at step {CommittedSteps} while the others were in {_hub?.DescribePending()}: {error}");
+            Abort($"{who} disconnected at step {CommittedSteps} while the others were in {DescribePending()}: {error}");
         }
         else if (CommittedSteps < _totalSteps)
         {
-            Abort($"{who} closed its stream after {CommittedSteps} of {_totalSteps} steps, while the others were in {_hub?.DescribePending()}");
+            Abort($"{who} closed its stream after {CommittedSteps} of {_totalSteps} steps, while the others were in {DescribePending()}");
         }
         else if (allDone)
         {
