@@ -39,7 +39,7 @@ namespace BnDist.Worker;
 /// neighbour that vanishes or stalls ends the call with a <see cref="ClusterException"/> naming it.
 /// </para>
 /// </summary>
-public sealed class TcpRing : IDisposable
+public sealed class TcpRing : IFloatAllReduce, IDisposable
 {
     private const uint HandshakeMagic = 0x32524442; // "BDR2"
     private const uint SegmentMagic = 0x53524442;   // "BDRS"

@@ -113,8 +113,8 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
     /// </summary>
     private IFloatAllReduce GradientPath() =>
         _gradientsInSharedMemory
-            ? _hierarchical ? new HostThenLeaders(_host!, _host!.LocalRank == 0 ? new RingTransport(Ring ?? throw NoRing()) : null) : _host!
-            : Ring is { } ring ? new RingTransport(ring) : _coordinator;
+            ? _hierarchical ? new HostThenLeaders(_host!, _host!.LocalRank == 0 ? Ring ?? throw NoRing() : null) : _host!
+            : Ring is { } ring ? ring : _coordinator;
 
     private ClusterException NoRing() => new($"rank {Rank} leads its host but has no ring to the other hosts' leaders");
 
@@ -138,11 +138,6 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
         _buckets = new BucketedGradientReducer(_backend, network, path, bucketBytes);
         _buckets.BeginStep(_step);
         return true;
-    }
-
-    private sealed class RingTransport(TcpRing ring) : IFloatAllReduce
-    {
-        public void AllReduce(float[] buffer, int length, long step) => ring.AllReduce(buffer, length, step);
     }
 
     public void BeginStep(long step)
