@@ -64,6 +64,35 @@ foreach (var (g, name, withDx) in !Section("conv") ? [] : new[] { (conv1, "conv1
     }
 }
 
+// resnet20's 3×3 "same" convolutions (issue 12): whole calls at batch 128, and the per-sample pieces of the backward
+// pass on one thread (im2col, the dW and dcol GEMMs, col2im).
+foreach (var (c, hw) in !Section("resnet") ? [] : new[] { (16, 28), (32, 14), (64, 7) })
+{
+    var g = new ConvGeometry(128, c, hw, hw, c, 3, 3, 1, 1);
+    var x = Rand((long)g.N * c * hw * hw);
+    var w = Rand((long)c * g.PatchSize);
+    var y = Rand((long)g.N * c * hw * hw);
+    var dy = Rand((long)g.N * c * hw * hw);
+    var dx = Rand((long)g.N * c * hw * hw);
+    var dw = Rand((long)c * g.PatchSize);
+    var col = Rand((long)g.PatchSize * hw * hw);
+    string name = $"resnet {c}→{c} {hw}×{hw}";
+    foreach (var pool in pools)
+    {
+        double tf = Median(() => Conv(pool, g, x, w, y, ws, fwd: true, dx: null, dy, dw), Reps(15));
+        double tb = Median(() => Conv(pool, g, x, w, y, ws, fwd: false, dx, dy, dw), Reps(15));
+        Report($"{name} N=128 fwd, {pool.Threads} thread(s)", g.ForwardFlops / tf / 1e9, $"GFLOP/s  ({tf * 1e3:F2} ms)");
+        Report($"{name} N=128 bwd, {pool.Threads} thread(s)", 2 * g.ForwardFlops / tb / 1e9, $"GFLOP/s  ({tb * 1e3:F2} ms)");
+    }
+    int q = hw * hw, patch = g.PatchSize;
+    var one = g with { N = 1 };
+    double tu = Median(() => Unfold(one, x, col), Reps(301));
+    double tdw = Median(() => SerialGemm(false, true, c, patch, q, dy, col, dw), Reps(301));
+    double tdc = Median(() => SerialGemm(true, false, patch, q, c, w, dy, col), Reps(301));
+    double tfo = Median(() => Fold(one, col, dx), Reps(301));
+    Report($"{name} per sample: unfold / dW / dcol / fold", tu * 1e6, $"/ {tdw * 1e6:F1} / {tdc * 1e6:F1} / {tfo * 1e6:F1} µs");
+}
+
 if (Section("linear"))
 {
     const int n = 128, fin = 3136, fout = 128;
@@ -106,6 +135,10 @@ static unsafe void Conv(CpuThreadPool pool, ConvGeometry g, Buf x, Buf w, Buf y,
     else
         CpuConv.Backward(pool, g, x.P, w.P, dy.P, dx is null ? null : dx.P, dw.P, null, ws);
 }
+
+static unsafe void Unfold(ConvGeometry g, Buf x, Buf col) => Im2Col.Unfold(g, x.P, col.P);
+
+static unsafe void Fold(ConvGeometry g, Buf col, Buf x) => Im2Col.FoldAccumulate(g, col.P, x.P);
 
 static unsafe void Linear(CpuThreadPool pool, int n, int fin, int fout, Buf x, Buf w, Buf b, Buf y, Buf? dx, Buf? dw, Buf? db, bool fwd)
 {

@@ -53,8 +53,17 @@ internal static unsafe class CpuConv
         var job = ws.Job;
         job.Set(pool, g, ws, backward: false, items: g.N);
         (job.X, job.W, job.Bias, job.Y) = ((nint)x, (nint)w, (nint)bias, (nint)y);
-        float* packed = ws.PackedWeights(Sgemm.PrePackedSize(g.OutChannels, g.PatchSize)); // W, once for all samples
-        Sgemm.PrePackA(false, g.OutChannels, g.PatchSize, w, g.PatchSize, packed);
+        float* packed; // W, once for all samples
+        if (job.Direct)
+        {
+            packed = ws.PackedWeights((long)g.PatchSize * CpuDirectConv.PaddedChannels(g.OutChannels));
+            CpuDirectConv.PackForward(g, w, packed);
+        }
+        else
+        {
+            packed = ws.PackedWeights(Sgemm.PrePackedSize(g.OutChannels, g.PatchSize));
+            Sgemm.PrePackA(false, g.OutChannels, g.PatchSize, w, g.PatchSize, packed);
+        }
         job.PackedW = (nint)packed;
         job.Run();
     }
@@ -78,7 +87,14 @@ internal static unsafe class CpuConv
         var job = ws.Job;
         job.Set(pool, g, ws, backward: true, items: chunks);
         (job.X, job.W, job.Dy, job.Dx, job.Dw, job.Db) = ((nint)x, (nint)w, (nint)dy, (nint)dx, (nint)dw, (nint)db);
-        if (dx != null && !job.Pointwise)
+        if (dx != null && job.Direct)
+        {
+            // The input gradient as a correlation of dy with the flipped, transposed kernel (CpuDirectConv).
+            float* packed = ws.PackedWeights((long)g.OutChannels * g.KernelH * g.KernelW * CpuDirectConv.PaddedChannels(g.InChannels));
+            CpuDirectConv.PackInputGradient(g, w, packed);
+            job.PackedW = (nint)packed;
+        }
+        else if (dx != null && !job.Pointwise)
         {
             // op(A) = Wᵀ [Cin·KH·KW, Cout] of the per-sample dcol GEMM, packed once for all samples.
             float* packed = ws.PackedWeights(Sgemm.PrePackedSize(g.PatchSize, g.OutChannels));
@@ -118,6 +134,7 @@ internal static unsafe class CpuConv
         private CpuConvWorkspace? _ws;
         private bool _backward;
         private int _items, _next;
+        private int* _offsets;
 
         public Job() => Body = RunSlot;
 
@@ -127,11 +144,15 @@ internal static unsafe class CpuConv
         /// <summary>1×1, stride 1, no padding: col(x[n]) is x[n] itself.</summary>
         public bool Pointwise { get; private set; }
 
+        /// <summary>Forward and input gradient by <see cref="CpuDirectConv"/> (no column matrix).</summary>
+        public bool Direct { get; private set; }
+
         public void Set(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws, bool backward, int items)
         {
             (_g, _pool, _ws, _backward, _items, _next) = (g, pool, ws, backward, items, 0);
             Pointwise = g.KernelH == 1 && g.KernelW == 1 && g.Stride == 1 && g.Padding == 0;
             Same = !Pointwise && Im2Col.Patches.Supports(g);
+            Direct = !Pointwise && CpuDirectConv.Supports(g);
             (X, W, Bias, Y, Dy, Dx, Dw, Db, PackedW) = (0, 0, 0, 0, 0, 0, 0, 0, 0);
         }
 
@@ -139,8 +160,15 @@ internal static unsafe class CpuConv
         {
             int slots = Math.Min(_pool!.Threads, _items);
             _gemmPool = slots < _pool.Threads ? _pool : null; // too few items: parallelize inside the GEMMs
-            bool needsColumns = !Pointwise && (_backward || !Same);
+            bool needsColumns = !Pointwise && (_backward || !(Same || Direct));
             _ws!.EnsureColumns(Math.Max(slots, 1), needsColumns ? (long)_g.PatchSize * _g.OutHeight * _g.OutWidth : 0);
+            if (Direct)
+            {
+                int channels = Math.Max(_g.InChannels, _g.OutChannels);
+                _ws.EnsurePadded(Math.Max(slots, 1), CpuDirectConv.PaddedImageSize(_g, channels));
+                _offsets = _ws.Offsets(channels * _g.KernelH * _g.KernelW);
+                CpuDirectConv.Offsets(_g, channels, _offsets);
+            }
             try
             {
                 if (slots <= 1)
@@ -151,32 +179,45 @@ internal static unsafe class CpuConv
             finally
             {
                 (_pool, _gemmPool, _ws) = (null, null, null);
+                _offsets = null;
             }
         }
 
         private void RunSlot(int slot)
         {
             float* col = _ws!.Column(slot);
+            float* padded = null;
+            if (Direct) // the border stays zero: each sample overwrites only the interior
+            {
+                padded = _ws.Padded(slot);
+                new Span<float>(padded, (int)CpuDirectConv.PaddedImageSize(_g, Math.Max(_g.InChannels, _g.OutChannels))).Clear();
+            }
             int item;
             while ((item = Interlocked.Increment(ref _next) - 1) < _items)
             {
                 if (!_backward)
                 {
-                    ForwardSample(item, col);
+                    ForwardSample(item, col, padded);
                     continue;
                 }
                 int n0 = (int)((long)item * _g.N / _items), n1 = (int)((long)(item + 1) * _g.N / _items);
                 for (int n = n0; n < n1; n++)
-                    BackwardSample(n, item, first: n == n0, col);
+                    BackwardSample(n, item, first: n == n0, col, padded);
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void ForwardSample(int n, float* col)
+        private void ForwardSample(int n, float* col, float* padded)
         {
             int patch = _g.PatchSize, hw = _g.OutHeight * _g.OutWidth, cout = _g.OutChannels;
             float* x = (float*)X + (long)n * _g.InChannels * _g.Height * _g.Width;
             float* y = (float*)Y + (long)n * cout * hw;
+            if (Direct)
+            {
+                CpuDirectConv.Pad(_g, _g.InChannels, x, padded);
+                CpuDirectConv.Correlate(_g, _g.InChannels, cout, padded, (float*)PackedW, _offsets, (float*)Bias, y);
+                return;
+            }
             float beta = 0f;
             if (Bias != 0)
             {
@@ -198,7 +239,7 @@ internal static unsafe class CpuConv
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void BackwardSample(int n, int chunk, bool first, float* col)
+        private void BackwardSample(int n, int chunk, bool first, float* col, float* padded)
         {
             int patch = _g.PatchSize, hw = _g.OutHeight * _g.OutWidth, cout = _g.OutChannels;
             long xSize = (long)_g.InChannels * _g.Height * _g.Width;
@@ -227,6 +268,12 @@ internal static unsafe class CpuConv
             if (Dx == 0)
                 return;
             float* dx = (float*)Dx + n * xSize;
+            if (Direct)
+            {
+                CpuDirectConv.Pad(_g, cout, dy, padded);
+                CpuDirectConv.Correlate(_g, cout, _g.InChannels, padded, (float*)PackedW, _offsets, null, dx);
+                return;
+            }
             if (Pointwise)
             {
                 Gemm(patch, hw, cout, new Sgemm.MatrixA(true, (float*)W, patch), new Sgemm.MatrixB(false, dy, hw), 0f, dx);
