@@ -82,10 +82,13 @@ internal static unsafe class CpuConv
                 new Span<float>(db, g.OutChannels).Clear();
             return;
         }
-        long dwFloats = (long)g.OutChannels * g.PatchSize;
-        ws.EnsurePartials(chunks, dwFloats, g.OutChannels);
         var job = ws.Job;
         job.Set(pool, g, ws, backward: true, items: chunks);
+        // Direct weight gradient: every chunk sums dWᵀ [patch × padded Cout] in its partial buffer.
+        long dwFloats = job.DirectWeights
+            ? (long)g.PatchSize * CpuDirectConv.PaddedChannels(g.OutChannels)
+            : (long)g.OutChannels * g.PatchSize;
+        ws.EnsurePartials(chunks, dwFloats, g.OutChannels);
         (job.X, job.W, job.Dy, job.Dx, job.Dw, job.Db) = ((nint)x, (nint)w, (nint)dy, (nint)dx, (nint)dw, (nint)db);
         if (dx != null && job.Direct)
         {
@@ -103,15 +106,32 @@ internal static unsafe class CpuConv
         }
         job.Run();
 
-        // Chunk 0 summed straight into dw; add the others in chunk order.
-        for (int c = 1; c < chunks; c++)
-            Add(dw, ws.DwPartial(c), dwFloats);
+        if (job.DirectWeights)
+            SumTransposed(g, ws, chunks, dw);
+        else // chunk 0 summed straight into dw; add the others in chunk order
+            for (int c = 1; c < chunks; c++)
+                Add(dw, ws.DwPartial(c), dwFloats);
         if (db != null)
         {
             new Span<float>(db, g.OutChannels).Clear();
             for (int c = 0; c < chunks; c++)
                 Add(db, ws.DbPartial(c), g.OutChannels);
         }
+    }
+
+    /// <summary>dw[co, r] = Σ_c partial_c[r, co] over the chunks in order (the partials are dWᵀ with padded rows).</summary>
+    private static void SumTransposed(in ConvGeometry g, CpuConvWorkspace ws, int chunks, float* dw)
+    {
+        int patch = g.PatchSize, ld = CpuDirectConv.PaddedChannels(g.OutChannels);
+        for (int r = 0; r < patch; r++)
+            for (int co = 0; co < g.OutChannels; co++)
+            {
+                long at = (long)r * ld + co;
+                float sum = ws.DwPartial(0)[at];
+                for (int c = 1; c < chunks; c++)
+                    sum += ws.DwPartial(c)[at];
+                dw[(long)co * patch + r] = sum;
+            }
     }
 
     private static void Validate(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws)
@@ -147,12 +167,16 @@ internal static unsafe class CpuConv
         /// <summary>Forward and input gradient by <see cref="CpuDirectConv"/> (no column matrix).</summary>
         public bool Direct { get; private set; }
 
+        /// <summary>The weight gradient by <see cref="CpuDirectConv.WeightGradient"/> too.</summary>
+        public bool DirectWeights { get; private set; }
+
         public void Set(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws, bool backward, int items)
         {
             (_g, _pool, _ws, _backward, _items, _next) = (g, pool, ws, backward, items, 0);
             Pointwise = g.KernelH == 1 && g.KernelW == 1 && g.Stride == 1 && g.Padding == 0;
             Same = !Pointwise && Im2Col.Patches.Supports(g);
             Direct = !Pointwise && CpuDirectConv.Supports(g);
+            DirectWeights = Direct && CpuDirectConv.SupportsWeightGradient(g);
             (X, W, Bias, Y, Dy, Dx, Dw, Db, PackedW) = (0, 0, 0, 0, 0, 0, 0, 0, 0);
         }
 
@@ -161,7 +185,11 @@ internal static unsafe class CpuConv
             int slots = Math.Min(_pool!.Threads, _items);
             _gemmPool = slots < _pool.Threads ? _pool : null; // too few items: parallelize inside the GEMMs
             bool needsColumns = !Pointwise && (_backward || !(Same || Direct));
-            _ws!.EnsureColumns(Math.Max(slots, 1), needsColumns ? (long)_g.PatchSize * _g.OutHeight * _g.OutWidth : 0);
+            long hw = (long)_g.OutHeight * _g.OutWidth;
+            long columns = !needsColumns ? 0
+                : _backward && DirectWeights ? hw * CpuDirectConv.PaddedChannels(_g.OutChannels) // dyᵀ, not col
+                : _g.PatchSize * hw;
+            _ws!.EnsureColumns(Math.Max(slots, 1), columns);
             if (Direct)
             {
                 int channels = Math.Max(_g.InChannels, _g.OutChannels);
@@ -245,15 +273,23 @@ internal static unsafe class CpuConv
             long xSize = (long)_g.InChannels * _g.Height * _g.Width;
             float* x = (float*)X + n * xSize;
             float* dy = (float*)Dy + (long)n * cout * hw;
-            float* dw = chunk == 0 ? (float*)Dw : _ws!.DwPartial(chunk);
-
-            float* cols = Pointwise ? x : col;
-            if (!Pointwise)
-                Im2Col.Unfold(_g, x, col);
-            if (patch <= SmallPatch) // dWᵀ[patch×cout] = col·dyᵀ, both read along hw: no packing
-                Sgemm.MultiplyABt(patch, cout, hw, cols, hw, dy, hw, first ? 0f : 1f, dw, 1, patch);
+            if (DirectWeights) // dWᵀ += Σ_q xp[tap]·dyᵀ[q], from the padded sample: no im2col
+            {
+                CpuDirectConv.Pad(_g, _g.InChannels, x, padded);
+                CpuDirectConv.TransposeGradient(cout, hw, dy, col);
+                CpuDirectConv.WeightGradient(_g, padded, col, _ws!.DwPartial(chunk), first);
+            }
             else
-                Gemm(cout, patch, hw, new Sgemm.MatrixA(false, dy, hw), new Sgemm.MatrixB(true, cols, hw), first ? 0f : 1f, dw);
+            {
+                float* dw = chunk == 0 ? (float*)Dw : _ws!.DwPartial(chunk);
+                float* cols = Pointwise ? x : col;
+                if (!Pointwise)
+                    Im2Col.Unfold(_g, x, col);
+                if (patch <= SmallPatch) // dWᵀ[patch×cout] = col·dyᵀ, both read along hw: no packing
+                    Sgemm.MultiplyABt(patch, cout, hw, cols, hw, dy, hw, first ? 0f : 1f, dw, 1, patch);
+                else
+                    Gemm(cout, patch, hw, new Sgemm.MatrixA(false, dy, hw), new Sgemm.MatrixB(true, cols, hw), first ? 0f : 1f, dw);
+            }
 
             if (Db != 0)
             {

@@ -26,6 +26,7 @@ public unsafe class CpuConvTests
         { 2, 5, 3, 14, 20, 3, 3, 1, 1, true },    // 42 positions (partial tile), Cout = 16 + 4, Cin = 5 < 8
         { 2, 20, 5, 7, 3, 5, 5, 1, 2, false },    // kernel 5, Cout = 3, dx has Cin = 20 = 16 + 4 channels
         { 1, 9, 1, 21, 17, 3, 3, 1, 1, true },    // one row of 21: groups alias past the end
+        { 3, 5, 10, 14, 20, 3, 3, 1, 1, true },   // direct dW: 15 (ci, kh) triples = 9 + 6, 140 positions, Cout = 16 + 4
     };
 
     [Theory]
