@@ -213,7 +213,10 @@ internal static unsafe class CpuDirectConv
     public static void WeightGradient(in ConvGeometry g, float* xp, float* dyT, float* acc, bool first)
     {
         int h = g.Height, w = g.Width, wp = w + 2, plane = (h + 2) * wp, ld = PaddedChannels(g.OutChannels);
-        int triples = 3 * g.InChannels, perTile = IsAvx512 ? 9 : 4, lanes = Lanes;
+        // AVX-512 tiles of 9 triples, or of 8 where that divides the triples evenly (16 channels: 48 = 6·8, not 5·9 + 3).
+        int triples = 3 * g.InChannels, lanes = Lanes;
+        bool eight = IsAvx512 && triples % 9 != 0 && triples % 8 == 0;
+        int perTile = IsAvx512 ? (eight ? 8 : 9) : 4;
         float* tile = stackalloc float[27 * 16];
         float** bases = stackalloc float*[9];
         for (int s0 = 0; s0 < triples; s0 += perTile)
@@ -228,8 +231,10 @@ internal static unsafe class CpuDirectConv
             {
                 for (int i = 0; i < 3 * perTile; i++)
                     CopyLanes(first ? null : acc + (long)(3 * s0 + Math.Min(i, 3 * count - 1)) * ld + cb, tile + i * lanes);
-                if (IsAvx512)
-                    WeightKernel512(tile, dyT + cb, ld, bases, h, w, wp);
+                if (IsAvx512 && eight)
+                    WeightKernel512<Eight>(tile, dyT + cb, ld, bases, h, w, wp);
+                else if (IsAvx512)
+                    WeightKernel512<Nine>(tile, dyT + cb, ld, bases, h, w, wp);
                 else
                     WeightKernel256(tile, dyT + cb, ld, bases, h, w, wp);
                 for (int i = 0; i < 3 * count; i++)
@@ -237,6 +242,11 @@ internal static unsafe class CpuDirectConv
             }
         }
     }
+
+    /// <summary>Triples per AVX-512 weight-gradient tile, a JIT-time constant (unused accumulators fold away).</summary>
+    internal interface ITriples { static abstract int Count { get; } }
+    internal struct Eight : ITriples { public static int Count => 8; }
+    internal struct Nine : ITriples { public static int Count => 9; }
 
     /// <summary>One vector of channels from src (zeros if null) to dst.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -249,9 +259,11 @@ internal static unsafe class CpuDirectConv
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightKernel512(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
+    private static void WeightKernel512<TT>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
+        where TT : struct, ITriples
     {
-        float* b0 = bases[0], b1 = bases[1], b2 = bases[2], b3 = bases[3], b4 = bases[4], b5 = bases[5], b6 = bases[6], b7 = bases[7], b8 = bases[8];
+        float* b0 = bases[0], b1 = bases[1], b2 = bases[2], b3 = bases[3], b4 = bases[4], b5 = bases[5], b6 = bases[6], b7 = bases[7];
+        float* b8 = TT.Count > 8 ? bases[8] : b0;
         var a00 = Vector512.Load(tile); var a01 = Vector512.Load(tile + 16); var a02 = Vector512.Load(tile + 32);
         var a10 = Vector512.Load(tile + 48); var a11 = Vector512.Load(tile + 64); var a12 = Vector512.Load(tile + 80);
         var a20 = Vector512.Load(tile + 96); var a21 = Vector512.Load(tile + 112); var a22 = Vector512.Load(tile + 128);
@@ -260,7 +272,8 @@ internal static unsafe class CpuDirectConv
         var a50 = Vector512.Load(tile + 240); var a51 = Vector512.Load(tile + 256); var a52 = Vector512.Load(tile + 272);
         var a60 = Vector512.Load(tile + 288); var a61 = Vector512.Load(tile + 304); var a62 = Vector512.Load(tile + 320);
         var a70 = Vector512.Load(tile + 336); var a71 = Vector512.Load(tile + 352); var a72 = Vector512.Load(tile + 368);
-        var a80 = Vector512.Load(tile + 384); var a81 = Vector512.Load(tile + 400); var a82 = Vector512.Load(tile + 416);
+        Vector512<float> a80 = default, a81 = default, a82 = default;
+        if (TT.Count > 8) { a80 = Vector512.Load(tile + 384); a81 = Vector512.Load(tile + 400); a82 = Vector512.Load(tile + 416); }
         for (int y = 0; y < h; y++)
         {
             float* d = dyT + (long)y * w * ld;
@@ -291,9 +304,9 @@ internal static unsafe class CpuDirectConv
                 a70 = Avx512F.FusedMultiplyAdd(Vector512.Create(b7[o]), dv, a70);
                 a71 = Avx512F.FusedMultiplyAdd(Vector512.Create(b7[o + 1]), dv, a71);
                 a72 = Avx512F.FusedMultiplyAdd(Vector512.Create(b7[o + 2]), dv, a72);
-                a80 = Avx512F.FusedMultiplyAdd(Vector512.Create(b8[o]), dv, a80);
-                a81 = Avx512F.FusedMultiplyAdd(Vector512.Create(b8[o + 1]), dv, a81);
-                a82 = Avx512F.FusedMultiplyAdd(Vector512.Create(b8[o + 2]), dv, a82);
+                if (TT.Count > 8) a80 = Avx512F.FusedMultiplyAdd(Vector512.Create(b8[o]), dv, a80);
+                if (TT.Count > 8) a81 = Avx512F.FusedMultiplyAdd(Vector512.Create(b8[o + 1]), dv, a81);
+                if (TT.Count > 8) a82 = Avx512F.FusedMultiplyAdd(Vector512.Create(b8[o + 2]), dv, a82);
             }
         }
         a00.Store(tile); a01.Store(tile + 16); a02.Store(tile + 32);
@@ -304,7 +317,7 @@ internal static unsafe class CpuDirectConv
         a50.Store(tile + 240); a51.Store(tile + 256); a52.Store(tile + 272);
         a60.Store(tile + 288); a61.Store(tile + 304); a62.Store(tile + 320);
         a70.Store(tile + 336); a71.Store(tile + 352); a72.Store(tile + 368);
-        a80.Store(tile + 384); a81.Store(tile + 400); a82.Store(tile + 416);
+        if (TT.Count > 8) { a80.Store(tile + 384); a81.Store(tile + 400); a82.Store(tile + 416); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
