@@ -54,7 +54,7 @@ internal static unsafe class CpuConv
         job.Set(pool, g, ws, backward: false, items: g.N);
         (job.X, job.W, job.Bias, job.Y) = ((nint)x, (nint)w, (nint)bias, (nint)y);
         float* packed; // W, once for all samples
-        if (job.Direct)
+        if (job.DirectForward)
         {
             packed = ws.PackedWeights((long)g.PatchSize * CpuDirectConv.PaddedChannels(g.OutChannels));
             CpuDirectConv.PackForward(g, w, packed);
@@ -164,18 +164,25 @@ internal static unsafe class CpuConv
         /// <summary>1×1, stride 1, no padding: col(x[n]) is x[n] itself.</summary>
         public bool Pointwise { get; private set; }
 
-        /// <summary>Forward and input gradient by <see cref="CpuDirectConv"/> (no column matrix).</summary>
+        /// <summary>The forward pass by <see cref="CpuDirectConv"/> (no column matrix).</summary>
+        public bool DirectForward { get; private set; }
+
+        /// <summary>The input gradient by <see cref="CpuDirectConv"/> too ("same" convolutions).</summary>
         public bool Direct { get; private set; }
 
         /// <summary>The weight gradient by <see cref="CpuDirectConv.WeightGradient"/> too.</summary>
         public bool DirectWeights { get; private set; }
+
+        /// <summary>Whether this call pads samples (<see cref="CpuDirectConv.Pad"/>) into the slots' padded buffers.</summary>
+        private bool UsesPadded => _backward ? Direct : DirectForward;
 
         public void Set(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws, bool backward, int items)
         {
             (_g, _pool, _ws, _backward, _items, _next) = (g, pool, ws, backward, items, 0);
             Pointwise = g.KernelH == 1 && g.KernelW == 1 && g.Stride == 1 && g.Padding == 0;
             Same = !Pointwise && Im2Col.Patches.Supports(g);
-            Direct = !Pointwise && CpuDirectConv.Supports(g);
+            DirectForward = !Pointwise && CpuDirectConv.SupportsForward(g);
+            Direct = DirectForward && CpuDirectConv.Supports(g);
             DirectWeights = Direct && CpuDirectConv.SupportsWeightGradient(g);
             (X, W, Bias, Y, Dy, Dx, Dw, Db, PackedW) = (0, 0, 0, 0, 0, 0, 0, 0, 0);
         }
@@ -184,13 +191,13 @@ internal static unsafe class CpuConv
         {
             int slots = Math.Min(_pool!.Threads, _items);
             _gemmPool = slots < _pool.Threads ? _pool : null; // too few items: parallelize inside the GEMMs
-            bool needsColumns = !Pointwise && (_backward || !(Same || Direct));
+            bool needsColumns = !Pointwise && (_backward || !(Same || DirectForward));
             long hw = (long)_g.OutHeight * _g.OutWidth;
             long columns = !needsColumns ? 0
                 : _backward && DirectWeights ? hw * CpuDirectConv.PaddedChannels(_g.OutChannels) // dyᵀ, not col
                 : _g.PatchSize * hw;
             _ws!.EnsureColumns(Math.Max(slots, 1), columns);
-            if (Direct)
+            if (UsesPadded)
             {
                 int channels = Math.Max(_g.InChannels, _g.OutChannels);
                 _ws.EnsurePadded(Math.Max(slots, 1), CpuDirectConv.PaddedImageSize(_g, channels));
@@ -215,7 +222,7 @@ internal static unsafe class CpuConv
         {
             float* col = _ws!.Column(slot);
             float* padded = null;
-            if (Direct) // the border stays zero: each sample overwrites only the interior
+            if (UsesPadded) // the border stays zero: each sample overwrites only the interior
             {
                 padded = _ws.Padded(slot);
                 new Span<float>(padded, (int)CpuDirectConv.PaddedImageSize(_g, Math.Max(_g.InChannels, _g.OutChannels))).Clear();
@@ -240,7 +247,7 @@ internal static unsafe class CpuConv
             int patch = _g.PatchSize, hw = _g.OutHeight * _g.OutWidth, cout = _g.OutChannels;
             float* x = (float*)X + (long)n * _g.InChannels * _g.Height * _g.Width;
             float* y = (float*)Y + (long)n * cout * hw;
-            if (Direct)
+            if (DirectForward)
             {
                 CpuDirectConv.Pad(_g, _g.InChannels, x, padded);
                 CpuDirectConv.Correlate(_g, _g.InChannels, cout, padded, (float*)PackedW, _offsets, (float*)Bias, y);

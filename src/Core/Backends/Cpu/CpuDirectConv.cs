@@ -47,10 +47,16 @@ internal static unsafe class CpuDirectConv
     /// <summary>Off with BNDIST_CONV_DIRECT=0 (for benchmarking against im2col + GEMM).</summary>
     internal static readonly bool Enabled = Environment.GetEnvironmentVariable("BNDIST_CONV_DIRECT") != "0";
 
-    /// <summary>Whether <paramref name="g"/> runs here: AVX-512 or AVX2, stride 1, K = 2·pad + 1, W a multiple of 7.</summary>
+    /// <summary>Whether the forward pass of <paramref name="g"/> runs here: AVX-512 or AVX2, a square kernel, stride 1 or 2,
+    /// an output width that is a multiple of 7.</summary>
+    public static bool SupportsForward(in ConvGeometry g) =>
+        Enabled && (IsAvx512 || IsAvx2) && (g.Stride == 1 || g.Stride == 2) && g.KernelH == g.KernelW
+        && g.OutWidth % Group == 0 && g.OutHeight > 0;
+
+    /// <summary>Whether the input gradient of <paramref name="g"/> runs here too: a "same" convolution (stride 1,
+    /// K = 2·pad + 1) whose forward pass does.</summary>
     public static bool Supports(in ConvGeometry g) =>
-        Enabled && (IsAvx512 || IsAvx2) && g.Stride == 1 && g.KernelH == g.KernelW && g.KernelH == 2 * g.Padding + 1
-        && g.Width % Group == 0 && g.Height > 0;
+        SupportsForward(g) && g.Stride == 1 && g.KernelH == 2 * g.Padding + 1;
 
     /// <summary>Row length of packed weights for <paramref name="channels"/> output channels (whole vectors).</summary>
     public static int PaddedChannels(int channels) => (channels + Lanes - 1) / Lanes * Lanes;
@@ -135,32 +141,55 @@ internal static unsafe class CpuDirectConv
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Correlate(in ConvGeometry g, int cin, int cout, float* xp, float* wt, int* offsets, float* bias, float* y)
     {
-        int h = g.Height, w = g.Width, wp = w + 2 * g.Padding, total = h * w;
+        if (g.Stride == 2)
+            Correlate<Two>(g, cin, cout, xp, wt, offsets, bias, y);
+        else
+            Correlate<One>(g, cin, cout, xp, wt, offsets, bias, y);
+    }
+
+    [SkipLocalsInit]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Correlate<TS>(in ConvGeometry g, int cin, int cout, float* xp, float* wt, int* offsets, float* bias, float* y)
+        where TS : struct, ICount
+    {
+        int ow = g.OutWidth, wp = g.Width + 2 * g.Padding, total = g.OutHeight * ow;
         int rows = cin * g.KernelH * g.KernelW, ld = PaddedChannels(cout), lanes = Lanes, tileSize = Groups * Group;
         float* tile = stackalloc float[32 * 16];
         for (int q0 = 0; q0 < total; q0 += tileSize)
         {
             int count = Math.Min(tileSize, total - q0);
             // A group past the end of the image aliases group 0 (valid memory); its results are not stored.
-            float* b0 = Corner(xp, q0, w, wp);
-            float* b1 = q0 + Group < total ? Corner(xp, q0 + Group, w, wp) : b0;
+            float* b0 = Corner<TS>(xp, q0, ow, wp);
+            float* b1 = q0 + Group < total ? Corner<TS>(xp, q0 + Group, ow, wp) : b0;
             for (int cb = 0; cb < cout; cb += lanes)
             {
                 if (IsAvx512)
                 {
-                    float* b2 = q0 + 2 * Group < total ? Corner(xp, q0 + 2 * Group, w, wp) : b0;
-                    float* b3 = q0 + 3 * Group < total ? Corner(xp, q0 + 3 * Group, w, wp) : b0;
-                    Kernel512(rows, wt + cb, ld, offsets, b0, b1, b2, b3, tile);
+                    float* b2 = q0 + 2 * Group < total ? Corner<TS>(xp, q0 + 2 * Group, ow, wp) : b0;
+                    float* b3 = q0 + 3 * Group < total ? Corner<TS>(xp, q0 + 3 * Group, ow, wp) : b0;
+                    if (count == 3 * Group) // e.g. the last tile of a 7×7 image: 49 = 28 + 21
+                        Kernel512<Three, TS>(rows, wt + cb, ld, offsets, b0, b1, b2, b3, tile);
+                    else
+                        Kernel512<Four, TS>(rows, wt + cb, ld, offsets, b0, b1, b2, b3, tile);
                     Store512(tile, y, total, q0, count, cb, Math.Min(16, cout - cb), bias);
                 }
                 else
                 {
-                    Kernel256(rows, wt + cb, ld, offsets, b0, b1, tile);
+                    Kernel256<TS>(rows, wt + cb, ld, offsets, b0, b1, tile);
                     StoreScalar(tile, 8, y, total, q0, count, cb, Math.Min(8, cout - cb), bias);
                 }
             }
         }
     }
+
+    /// <summary>A JIT-time constant of a kernel (stride, groups or triples per tile): unused accumulators fold away.</summary>
+    internal interface ICount { static abstract int Count { get; } }
+    internal struct One : ICount { public static int Count => 1; }
+    internal struct Two : ICount { public static int Count => 2; }
+    internal struct Three : ICount { public static int Count => 3; }
+    internal struct Four : ICount { public static int Count => 4; }
+    internal struct Eight : ICount { public static int Count => 8; }
+    internal struct Nine : ICount { public static int Count => 9; }
 
     /// <summary>Whether the weight gradient of <paramref name="g"/> runs here too: <see cref="Supports"/>, a 3×3 kernel and
     /// at least <see cref="MinWeightGradientPositions"/> positions.</summary>
@@ -243,11 +272,6 @@ internal static unsafe class CpuDirectConv
         }
     }
 
-    /// <summary>Triples per AVX-512 weight-gradient tile, a JIT-time constant (unused accumulators fold away).</summary>
-    internal interface ITriples { static abstract int Count { get; } }
-    internal struct Eight : ITriples { public static int Count => 8; }
-    internal struct Nine : ITriples { public static int Count => 9; }
-
     /// <summary>One vector of channels from src (zeros if null) to dst.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CopyLanes(float* src, float* dst)
@@ -260,7 +284,7 @@ internal static unsafe class CpuDirectConv
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WeightKernel512<TT>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
-        where TT : struct, ITriples
+        where TT : struct, ICount
     {
         float* b0 = bases[0], b1 = bases[1], b2 = bases[2], b3 = bases[3], b4 = bases[4], b5 = bases[5], b6 = bases[6], b7 = bases[7];
         float* b8 = TT.Count > 8 ? bases[8] : b0;
@@ -354,14 +378,17 @@ internal static unsafe class CpuDirectConv
         a30.Store(tile + 72); a31.Store(tile + 80); a32.Store(tile + 88);
     }
 
-    /// <summary>The padded-image address of the window corner of flat output position q.</summary>
+    /// <summary>The padded-image address of the window corner of flat output position q (output width ow, stride TS).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float* Corner(float* xp, int q, int w, int wp) => xp + (long)(q / w) * wp + q % w;
+    private static float* Corner<TS>(float* xp, int q, int ow, int wp) where TS : struct, ICount =>
+        xp + (long)(q / ow) * TS.Count * wp + q % ow * TS.Count;
 
-    /// <summary>28 positions (4 groups × 7) × 16 channels: tile[j·16 + c] = Σ_r wt[r·ld + c]·b_{j/7}[offsets[r] + j%7].</summary>
+    /// <summary>28 positions (TG = 4 groups × 7; or 21) × 16 channels: tile[j·16 + c] = Σ_r wt[r·ld + c]·b_{j/7}[offsets[r] + (j%7)·stride].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512(int rows, float* wt, int ld, int* offsets, float* b0, float* b1, float* b2, float* b3, float* tile)
+    private static void Kernel512<TG, TS>(int rows, float* wt, int ld, int* offsets, float* b0, float* b1, float* b2, float* b3, float* tile)
+        where TG : struct, ICount where TS : struct, ICount
     {
+        int s = TS.Count;
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default, a06 = default;
         Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default, a16 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default, a26 = default;
@@ -372,36 +399,36 @@ internal static unsafe class CpuDirectConv
             int o = offsets[r];
             float* p = b0 + o;
             a00 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[0]), wv, a00);
-            a01 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1]), wv, a01);
-            a02 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2]), wv, a02);
-            a03 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3]), wv, a03);
-            a04 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4]), wv, a04);
-            a05 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5]), wv, a05);
-            a06 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6]), wv, a06);
+            a01 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1 * s]), wv, a01);
+            a02 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2 * s]), wv, a02);
+            a03 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3 * s]), wv, a03);
+            a04 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4 * s]), wv, a04);
+            a05 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5 * s]), wv, a05);
+            a06 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6 * s]), wv, a06);
             p = b1 + o;
             a10 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[0]), wv, a10);
-            a11 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1]), wv, a11);
-            a12 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2]), wv, a12);
-            a13 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3]), wv, a13);
-            a14 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4]), wv, a14);
-            a15 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5]), wv, a15);
-            a16 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6]), wv, a16);
+            a11 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1 * s]), wv, a11);
+            a12 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2 * s]), wv, a12);
+            a13 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3 * s]), wv, a13);
+            a14 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4 * s]), wv, a14);
+            a15 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5 * s]), wv, a15);
+            a16 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6 * s]), wv, a16);
             p = b2 + o;
             a20 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[0]), wv, a20);
-            a21 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1]), wv, a21);
-            a22 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2]), wv, a22);
-            a23 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3]), wv, a23);
-            a24 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4]), wv, a24);
-            a25 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5]), wv, a25);
-            a26 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6]), wv, a26);
-            p = b3 + o;
-            a30 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[0]), wv, a30);
-            a31 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1]), wv, a31);
-            a32 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2]), wv, a32);
-            a33 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3]), wv, a33);
-            a34 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4]), wv, a34);
-            a35 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5]), wv, a35);
-            a36 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6]), wv, a36);
+            a21 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1 * s]), wv, a21);
+            a22 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2 * s]), wv, a22);
+            a23 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3 * s]), wv, a23);
+            a24 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4 * s]), wv, a24);
+            a25 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5 * s]), wv, a25);
+            a26 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6 * s]), wv, a26);
+            p = b3 + o; // (unused when TG = 3)
+            if (TG.Count > 3) a30 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[0]), wv, a30);
+            if (TG.Count > 3) a31 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[1 * s]), wv, a31);
+            if (TG.Count > 3) a32 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[2 * s]), wv, a32);
+            if (TG.Count > 3) a33 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[3 * s]), wv, a33);
+            if (TG.Count > 3) a34 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[4 * s]), wv, a34);
+            if (TG.Count > 3) a35 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[5 * s]), wv, a35);
+            if (TG.Count > 3) a36 = Avx512F.FusedMultiplyAdd(Vector512.Create(p[6 * s]), wv, a36);
         }
         a00.Store(tile); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48); a04.Store(tile + 64); a05.Store(tile + 80); a06.Store(tile + 96);
         tile += 112;
@@ -409,13 +436,18 @@ internal static unsafe class CpuDirectConv
         tile += 112;
         a20.Store(tile); a21.Store(tile + 16); a22.Store(tile + 32); a23.Store(tile + 48); a24.Store(tile + 64); a25.Store(tile + 80); a26.Store(tile + 96);
         tile += 112;
-        a30.Store(tile); a31.Store(tile + 16); a32.Store(tile + 32); a33.Store(tile + 48); a34.Store(tile + 64); a35.Store(tile + 80); a36.Store(tile + 96);
+        if (TG.Count > 3)
+        {
+            a30.Store(tile); a31.Store(tile + 16); a32.Store(tile + 32); a33.Store(tile + 48); a34.Store(tile + 64); a35.Store(tile + 80); a36.Store(tile + 96);
+        }
     }
 
     /// <summary>14 positions (2 groups × 7) × 8 channels in 14 ymm accumulators (+ the weights and a broadcast: 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256(int rows, float* wt, int ld, int* offsets, float* b0, float* b1, float* tile)
+    private static void Kernel256<TS>(int rows, float* wt, int ld, int* offsets, float* b0, float* b1, float* tile)
+        where TS : struct, ICount
     {
+        int s = TS.Count;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default, a06 = default;
         Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default, a16 = default;
         for (int r = 0; r < rows; r++, wt += ld)
@@ -424,20 +456,20 @@ internal static unsafe class CpuDirectConv
             int o = offsets[r];
             float* p = b0 + o;
             a00 = Fma.MultiplyAdd(Vector256.Create(p[0]), wv, a00);
-            a01 = Fma.MultiplyAdd(Vector256.Create(p[1]), wv, a01);
-            a02 = Fma.MultiplyAdd(Vector256.Create(p[2]), wv, a02);
-            a03 = Fma.MultiplyAdd(Vector256.Create(p[3]), wv, a03);
-            a04 = Fma.MultiplyAdd(Vector256.Create(p[4]), wv, a04);
-            a05 = Fma.MultiplyAdd(Vector256.Create(p[5]), wv, a05);
-            a06 = Fma.MultiplyAdd(Vector256.Create(p[6]), wv, a06);
+            a01 = Fma.MultiplyAdd(Vector256.Create(p[1 * s]), wv, a01);
+            a02 = Fma.MultiplyAdd(Vector256.Create(p[2 * s]), wv, a02);
+            a03 = Fma.MultiplyAdd(Vector256.Create(p[3 * s]), wv, a03);
+            a04 = Fma.MultiplyAdd(Vector256.Create(p[4 * s]), wv, a04);
+            a05 = Fma.MultiplyAdd(Vector256.Create(p[5 * s]), wv, a05);
+            a06 = Fma.MultiplyAdd(Vector256.Create(p[6 * s]), wv, a06);
             p = b1 + o;
             a10 = Fma.MultiplyAdd(Vector256.Create(p[0]), wv, a10);
-            a11 = Fma.MultiplyAdd(Vector256.Create(p[1]), wv, a11);
-            a12 = Fma.MultiplyAdd(Vector256.Create(p[2]), wv, a12);
-            a13 = Fma.MultiplyAdd(Vector256.Create(p[3]), wv, a13);
-            a14 = Fma.MultiplyAdd(Vector256.Create(p[4]), wv, a14);
-            a15 = Fma.MultiplyAdd(Vector256.Create(p[5]), wv, a15);
-            a16 = Fma.MultiplyAdd(Vector256.Create(p[6]), wv, a16);
+            a11 = Fma.MultiplyAdd(Vector256.Create(p[1 * s]), wv, a11);
+            a12 = Fma.MultiplyAdd(Vector256.Create(p[2 * s]), wv, a12);
+            a13 = Fma.MultiplyAdd(Vector256.Create(p[3 * s]), wv, a13);
+            a14 = Fma.MultiplyAdd(Vector256.Create(p[4 * s]), wv, a14);
+            a15 = Fma.MultiplyAdd(Vector256.Create(p[5 * s]), wv, a15);
+            a16 = Fma.MultiplyAdd(Vector256.Create(p[6 * s]), wv, a16);
         }
         a00.Store(tile); a01.Store(tile + 8); a02.Store(tile + 16); a03.Store(tile + 24); a04.Store(tile + 32); a05.Store(tile + 40); a06.Store(tile + 48);
         tile += 56;

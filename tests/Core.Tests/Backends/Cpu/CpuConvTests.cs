@@ -27,6 +27,9 @@ public unsafe class CpuConvTests
         { 2, 20, 5, 7, 3, 5, 5, 1, 2, false },    // kernel 5, Cout = 3, dx has Cin = 20 = 16 + 4 channels
         { 1, 9, 1, 21, 17, 3, 3, 1, 1, true },    // one row of 21: groups alias past the end
         { 3, 5, 10, 14, 20, 3, 3, 1, 1, true },   // direct dW: 15 (ci, kh) triples = 9 + 6, 140 positions, Cout = 16 + 4
+        { 3, 16, 28, 28, 32, 3, 3, 2, 1, false }, // direct forward with stride 2 (resnet20's downsampling 3×3)
+        { 2, 16, 28, 28, 32, 1, 1, 2, 0, true },  // direct forward, 1×1 stride 2 (the shortcut)
+        { 2, 3, 13, 14, 5, 3, 3, 2, 1, true },    // stride 2 onto 7×7, odd input height
     };
 
     [Theory]
