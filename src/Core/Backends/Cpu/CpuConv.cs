@@ -170,11 +170,11 @@ internal static unsafe class CpuConv
         /// <summary>The input gradient by <see cref="CpuDirectConv"/> too ("same" convolutions).</summary>
         public bool Direct { get; private set; }
 
-        /// <summary>The weight gradient by <see cref="CpuDirectConv.WeightGradient"/> too.</summary>
+        /// <summary>The weight gradient by <see cref="CpuDirectConv.WeightGradient"/> (stride 1 or 2).</summary>
         public bool DirectWeights { get; private set; }
 
         /// <summary>Whether this call pads samples (<see cref="CpuDirectConv.Pad"/>) into the slots' padded buffers.</summary>
-        private bool UsesPadded => _backward ? Direct : DirectForward;
+        private bool UsesPadded => _backward ? Direct || DirectWeights : DirectForward;
 
         public void Set(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws, bool backward, int items)
         {
@@ -183,7 +183,7 @@ internal static unsafe class CpuConv
             Same = !Pointwise && Im2Col.Patches.Supports(g);
             DirectForward = !Pointwise && CpuDirectConv.SupportsForward(g);
             Direct = DirectForward && CpuDirectConv.Supports(g);
-            DirectWeights = Direct && CpuDirectConv.SupportsWeightGradient(g);
+            DirectWeights = DirectForward && CpuDirectConv.SupportsWeightGradient(g);
             (X, W, Bias, Y, Dy, Dx, Dw, Db, PackedW) = (0, 0, 0, 0, 0, 0, 0, 0, 0);
         }
 
@@ -194,8 +194,9 @@ internal static unsafe class CpuConv
             bool needsColumns = !Pointwise && (_backward || !(Same || DirectForward));
             long hw = (long)_g.OutHeight * _g.OutWidth;
             long columns = !needsColumns ? 0
-                : _backward && DirectWeights ? hw * CpuDirectConv.PaddedChannels(_g.OutChannels) // dyᵀ, not col
-                : _g.PatchSize * hw;
+                : !_backward || !DirectWeights ? _g.PatchSize * hw
+                : Direct ? hw * CpuDirectConv.PaddedChannels(_g.OutChannels) // dyᵀ, not col
+                : hw * Math.Max(_g.PatchSize, CpuDirectConv.PaddedChannels(_g.OutChannels)); // dyᵀ, then dcol for dx
             _ws!.EnsureColumns(Math.Max(slots, 1), columns);
             if (UsesPadded)
             {

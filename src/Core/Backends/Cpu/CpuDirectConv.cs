@@ -191,10 +191,10 @@ internal static unsafe class CpuDirectConv
     internal struct Eight : ICount { public static int Count => 8; }
     internal struct Nine : ICount { public static int Count => 9; }
 
-    /// <summary>Whether the weight gradient of <paramref name="g"/> runs here too: <see cref="Supports"/>, a 3×3 kernel and
+    /// <summary>Whether the weight gradient of <paramref name="g"/> runs here too: <see cref="SupportsForward"/>, a 3×3 kernel and
     /// at least <see cref="MinWeightGradientPositions"/> positions.</summary>
     public static bool SupportsWeightGradient(in ConvGeometry g) =>
-        Supports(g) && g.KernelH == 3 && g.Height * g.Width >= MinWeightGradientPositions;
+        SupportsForward(g) && g.KernelH == 3 && g.OutHeight * g.OutWidth >= MinWeightGradientPositions;
 
     /// <summary>Below this many positions per sample a weight-gradient tile does too little work for its set-up (rows of
     /// 7 positions, 49 per tile): on resnet20's 64-channel 7×7 layers im2col + GEMM backward measured 90 GFLOP/s on one
@@ -241,7 +241,18 @@ internal static unsafe class CpuDirectConv
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void WeightGradient(in ConvGeometry g, float* xp, float* dyT, float* acc, bool first)
     {
-        int h = g.Height, w = g.Width, wp = w + 2, plane = (h + 2) * wp, ld = PaddedChannels(g.OutChannels);
+        if (g.Stride == 2)
+            WeightGradient<Two>(g, xp, dyT, acc, first);
+        else
+            WeightGradient<One>(g, xp, dyT, acc, first);
+    }
+
+    [SkipLocalsInit]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WeightGradient<TS>(in ConvGeometry g, float* xp, float* dyT, float* acc, bool first) where TS : struct, ICount
+    {
+        int h = g.OutHeight, w = g.OutWidth, wp = g.Width + 2 * g.Padding, plane = (g.Height + 2 * g.Padding) * wp;
+        int ld = PaddedChannels(g.OutChannels);
         // AVX-512 tiles of 9 triples, or of 8 where that divides the triples evenly (16 channels: 48 = 6·8, not 5·9 + 3).
         int triples = 3 * g.InChannels, lanes = Lanes;
         bool eight = IsAvx512 && triples % 9 != 0 && triples % 8 == 0;
@@ -261,11 +272,11 @@ internal static unsafe class CpuDirectConv
                 for (int i = 0; i < 3 * perTile; i++)
                     CopyLanes(first ? null : acc + (long)(3 * s0 + Math.Min(i, 3 * count - 1)) * ld + cb, tile + i * lanes);
                 if (IsAvx512 && eight)
-                    WeightKernel512<Eight>(tile, dyT + cb, ld, bases, h, w, wp);
+                    WeightKernel512<Eight, TS>(tile, dyT + cb, ld, bases, h, w, wp);
                 else if (IsAvx512)
-                    WeightKernel512<Nine>(tile, dyT + cb, ld, bases, h, w, wp);
+                    WeightKernel512<Nine, TS>(tile, dyT + cb, ld, bases, h, w, wp);
                 else
-                    WeightKernel256(tile, dyT + cb, ld, bases, h, w, wp);
+                    WeightKernel256<TS>(tile, dyT + cb, ld, bases, h, w, wp);
                 for (int i = 0; i < 3 * count; i++)
                     CopyLanes(tile + i * lanes, acc + (long)(3 * s0 + i) * ld + cb);
             }
@@ -283,9 +294,10 @@ internal static unsafe class CpuDirectConv
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightKernel512<TT>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
-        where TT : struct, ICount
+    private static void WeightKernel512<TT, TS>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
+        where TT : struct, ICount where TS : struct, ICount
     {
+        int s = TS.Count;
         float* b0 = bases[0], b1 = bases[1], b2 = bases[2], b3 = bases[3], b4 = bases[4], b5 = bases[5], b6 = bases[6], b7 = bases[7];
         float* b8 = TT.Count > 8 ? bases[8] : b0;
         var a00 = Vector512.Load(tile); var a01 = Vector512.Load(tile + 16); var a02 = Vector512.Load(tile + 32);
@@ -301,7 +313,7 @@ internal static unsafe class CpuDirectConv
         for (int y = 0; y < h; y++)
         {
             float* d = dyT + (long)y * w * ld;
-            for (int o = y * wp, end = o + w; o < end; o++, d += ld)
+            for (int o = y * s * wp, end = o + s * w; o < end; o += s, d += ld)
             {
                 var dv = Vector512.Load(d);
                 a00 = Avx512F.FusedMultiplyAdd(Vector512.Create(b0[o]), dv, a00);
@@ -345,8 +357,10 @@ internal static unsafe class CpuDirectConv
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightKernel256(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
+    private static void WeightKernel256<TS>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
+        where TS : struct, ICount
     {
+        int s = TS.Count;
         float* b0 = bases[0], b1 = bases[1], b2 = bases[2], b3 = bases[3];
         var a00 = Vector256.Load(tile); var a01 = Vector256.Load(tile + 8); var a02 = Vector256.Load(tile + 16);
         var a10 = Vector256.Load(tile + 24); var a11 = Vector256.Load(tile + 32); var a12 = Vector256.Load(tile + 40);
@@ -355,7 +369,7 @@ internal static unsafe class CpuDirectConv
         for (int y = 0; y < h; y++)
         {
             float* d = dyT + (long)y * w * ld;
-            for (int o = y * wp, end = o + w; o < end; o++, d += ld)
+            for (int o = y * s * wp, end = o + s * w; o < end; o += s, d += ld)
             {
                 var dv = Avx.LoadVector256(d);
                 a00 = Fma.MultiplyAdd(Vector256.Create(b0[o]), dv, a00);
