@@ -194,11 +194,12 @@ internal static unsafe class CpuDirectConv
     /// <summary>Whether the weight gradient of <paramref name="g"/> runs here too: <see cref="SupportsForward"/>, a 3×3 kernel and
     /// at least <see cref="MinWeightGradientPositions"/> positions.</summary>
     public static bool SupportsWeightGradient(in ConvGeometry g) =>
-        SupportsForward(g) && g.KernelH == 3 && g.OutHeight * g.OutWidth >= MinWeightGradientPositions;
+        SupportsForward(g) && g.KernelH == 3 && (g.Stride == 2 || g.OutHeight * g.OutWidth >= MinWeightGradientPositions);
 
-    /// <summary>Below this many positions per sample a weight-gradient tile does too little work for its set-up (rows of
-    /// 7 positions, 49 per tile): on resnet20's 64-channel 7×7 layers im2col + GEMM backward measured 90 GFLOP/s on one
-    /// thread, this kernel 81 (AVX-512); at 14×14 and 28×28 this kernel wins (95 vs 84, 88 vs 68).</summary>
+    /// <summary>Below this many positions per sample (stride 1) a weight-gradient tile does too little work for its
+    /// set-up (rows of 7 positions, 49 per tile): on resnet20's 64-channel 7×7 layers it takes 39 µs a sample on one
+    /// core, im2col + GEMM 39 as well (AVX-512); at 14×14 and 28×28 this kernel wins (backward 95 vs 84 and 88 vs 68
+    /// GFLOP/s). With stride 2 the im2col is a scalar gather, and this kernel wins at 7×7 too (32→64: 54 → 59 GFLOP/s).</summary>
     internal const int MinWeightGradientPositions = 100;
 
     /// <summary>dyT[q·ld + co] = dy[co, q] for co &lt; cout, zero for cout ≤ co &lt; ld = <see cref="PaddedChannels"/>(cout):
