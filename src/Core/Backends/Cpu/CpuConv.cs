@@ -13,6 +13,13 @@ namespace BnDist.Core.Backends.Cpu;
 /// <c>dx[n] = col2im(Wᵀ·dy[n])</c>.
 /// </para>
 /// <para>
+/// Direct paths (<see cref="CpuDirectConv"/>, AVX-512 and AVX2, output width a multiple of 7): the forward pass of
+/// stride-1 and stride-2 convolutions, the input gradient of "same" convolutions (the correlation of dy with the
+/// flipped, transposed kernel) and the weight gradient of 3×3 ones, all from a zero-bordered copy of the sample —
+/// no column matrix. They replace the paths below where they apply (resnet20's layers: forward 16→16 at 28×28
+/// 76 → 93, 32→32 at 14×14 86 → 103 GFLOP/s on one core; bench/RESULTS.md, issue 12).
+/// </para>
+/// <para>
 /// Fast paths. A 1×1, stride-1, unpadded convolution uses x[n] as col. A "same" convolution (stride 1, square
 /// K = 2·pad + 1 — both of the model's) never materializes col in the forward pass: the GEMM packs its B
 /// panels straight from the image (<see cref="Im2Col.Patches"/>). W (forward) and Wᵀ (dx) are packed once
