@@ -126,19 +126,17 @@ internal static unsafe class CpuConv
         }
     }
 
-    /// <summary>dw[co, r] = Σ_c partial_c[r, co] over the chunks in order (the partials are dWᵀ with padded rows).</summary>
+    /// <summary>dw[co, r] = Σ_c partial_c[r, co] over the chunks in order (the partials are dWᵀ with padded rows): the
+    /// partials are added into partial 0 in chunk order (vectorized), then transposed into dw.</summary>
     private static void SumTransposed(in ConvGeometry g, CpuConvWorkspace ws, int chunks, float* dw)
     {
         int patch = g.PatchSize, ld = CpuDirectConv.PaddedChannels(g.OutChannels);
+        float* sum = ws.DwPartial(0);
+        for (int c = 1; c < chunks; c++)
+            Add(sum, ws.DwPartial(c), (long)patch * ld);
         for (int r = 0; r < patch; r++)
             for (int co = 0; co < g.OutChannels; co++)
-            {
-                long at = (long)r * ld + co;
-                float sum = ws.DwPartial(0)[at];
-                for (int c = 1; c < chunks; c++)
-                    sum += ws.DwPartial(c)[at];
-                dw[(long)co * patch + r] = sum;
-            }
+                dw[(long)co * patch + r] = sum[(long)r * ld + co];
     }
 
     private static void Validate(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws)
