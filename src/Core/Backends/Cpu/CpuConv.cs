@@ -160,6 +160,10 @@ internal static unsafe class CpuConv
         private bool _backward;
         private int _items, _next;
         private int* _offsets;
+        private int _group, _paddedSize, _dyTSize;
+
+        /// <summary>Bytes of padded inputs and dyᵀ a slot keeps for one group of the direct weight gradient (in L2).</summary>
+        private const long GroupBytes = 512 * 1024;
 
         public Job() => Body = RunSlot;
 
@@ -198,15 +202,20 @@ internal static unsafe class CpuConv
             _gemmPool = slots < _pool.Threads ? _pool : null; // too few items: parallelize inside the GEMMs
             bool needsColumns = !Pointwise && (_backward || !(Same || DirectForward));
             long hw = (long)_g.OutHeight * _g.OutWidth;
+            // Direct weight gradient: dyᵀ of a group of samples first, then (strided dx) the dcol of one sample.
+            _group = 1;
+            _paddedSize = (int)CpuDirectConv.PaddedImageSize(_g, Math.Max(_g.InChannels, _g.OutChannels));
+            _dyTSize = (int)hw * CpuDirectConv.PaddedChannels(_g.OutChannels);
+            if (_backward && DirectWeights)
+                _group = (int)Math.Clamp(GroupBytes / (4L * (_paddedSize + _dyTSize)), 1, 8);
             long columns = !needsColumns ? 0
                 : !_backward || !DirectWeights ? _g.PatchSize * hw
-                : Direct ? hw * CpuDirectConv.PaddedChannels(_g.OutChannels) // dyᵀ, not col
-                : hw * Math.Max(_g.PatchSize, CpuDirectConv.PaddedChannels(_g.OutChannels)); // dyᵀ, then dcol for dx
+                : (long)_group * _dyTSize + (Direct ? 0 : _g.PatchSize * hw);
             _ws!.EnsureColumns(Math.Max(slots, 1), columns);
             if (UsesPadded)
             {
                 int channels = Math.Max(_g.InChannels, _g.OutChannels);
-                _ws.EnsurePadded(Math.Max(slots, 1), CpuDirectConv.PaddedImageSize(_g, channels));
+                _ws.EnsurePadded(Math.Max(slots, 1), (long)(_backward && DirectWeights ? _group + 1 : 1) * _paddedSize);
                 _offsets = _ws.Offsets(channels * _g.KernelH * _g.KernelW);
                 CpuDirectConv.Offsets(_g, channels, _offsets);
             }
@@ -228,10 +237,11 @@ internal static unsafe class CpuConv
         {
             float* col = _ws!.Column(slot);
             float* padded = null;
+            bool groups = _backward && DirectWeights;
             if (UsesPadded) // the border stays zero: each sample overwrites only the interior
             {
                 padded = _ws.Padded(slot);
-                new Span<float>(padded, (int)CpuDirectConv.PaddedImageSize(_g, Math.Max(_g.InChannels, _g.OutChannels))).Clear();
+                new Span<float>(padded, (groups ? _group + 1 : 1) * _paddedSize).Clear();
             }
             int item;
             while ((item = Interlocked.Increment(ref _next) - 1) < _items)
@@ -242,8 +252,27 @@ internal static unsafe class CpuConv
                     continue;
                 }
                 int n0 = (int)((long)item * _g.N / _items), n1 = (int)((long)(item + 1) * _g.N / _items);
-                for (int n = n0; n < n1; n++)
-                    BackwardSample(n, item, first: n == n0, col, padded);
+                if (!groups)
+                {
+                    for (int n = n0; n < n1; n++)
+                        BackwardSample(n, item, first: n == n0, col, padded);
+                    continue;
+                }
+                // dWᵀ of up to _group samples at once (CpuDirectConv.WeightGradient), then db and dx sample by sample
+                // with the buffers past the group's.
+                for (int g0 = n0; g0 < n1; g0 += _group)
+                {
+                    int count = Math.Min(_group, n1 - g0);
+                    for (int j = 0; j < count; j++)
+                    {
+                        CpuDirectConv.Pad(_g, _g.InChannels, Sample(X, g0 + j, _g.InChannels * _g.Height * _g.Width), padded + j * _paddedSize);
+                        CpuDirectConv.TransposeGradient(_g.OutChannels, _g.OutHeight * _g.OutWidth,
+                            Sample(Dy, g0 + j, _g.OutChannels * _g.OutHeight * _g.OutWidth), col + j * _dyTSize);
+                    }
+                    CpuDirectConv.WeightGradient(_g, count, padded, _paddedSize, col, _dyTSize, _ws.DwPartial(item), first: g0 == n0);
+                    for (int n = g0; n < g0 + count; n++)
+                        BackwardSample(n, item, first: n == n0, col + _group * _dyTSize, padded + _group * _paddedSize);
+                }
             }
         }
 
@@ -286,13 +315,7 @@ internal static unsafe class CpuConv
             long xSize = (long)_g.InChannels * _g.Height * _g.Width;
             float* x = (float*)X + n * xSize;
             float* dy = (float*)Dy + (long)n * cout * hw;
-            if (DirectWeights) // dWᵀ += Σ_q xp[tap]·dyᵀ[q], from the padded sample: no im2col
-            {
-                CpuDirectConv.Pad(_g, _g.InChannels, x, padded);
-                CpuDirectConv.TransposeGradient(cout, hw, dy, col);
-                CpuDirectConv.WeightGradient(_g, padded, col, _ws!.DwPartial(chunk), first);
-            }
-            else
+            if (!DirectWeights) // (the direct weight gradient runs per group of samples, in RunSlot)
             {
                 float* dw = chunk == 0 ? (float*)Dw : _ws!.DwPartial(chunk);
                 float* cols = Pointwise ? x : col;
@@ -343,6 +366,9 @@ internal static unsafe class CpuConv
                 Sgemm.Run(m, n, k, 1f, a, b, beta, c, n);
         }
     }
+
+    /// <summary>Sample n of a batch of <paramref name="size"/>-float samples.</summary>
+    private static float* Sample(nint batch, int n, int size) => (float*)batch + (long)n * size;
 
     /// <summary>dst[i] += src[i].</summary>
     internal static void Add(float* dst, float* src, long count)

@@ -12,16 +12,10 @@ namespace BnDist.Core.Backends.Cpu;
 /// </summary>
 internal static unsafe partial class CpuDirectConv
 {
-    /// <summary>Whether the weight gradient of <paramref name="g"/> runs here too: <see cref="SupportsForward"/>, a 3×3 kernel and
-    /// at least <see cref="MinWeightGradientPositions"/> positions.</summary>
-    public static bool SupportsWeightGradient(in ConvGeometry g) =>
-        SupportsForward(g) && g.KernelH == 3 && (g.Stride == 2 || g.OutHeight * g.OutWidth >= MinWeightGradientPositions);
-
-    /// <summary>Below this many positions per sample (stride 1) a weight-gradient tile does too little work for its
-    /// set-up (rows of 7 positions, 49 per tile): on resnet20's 64-channel 7×7 layers it takes 39 µs a sample on one
-    /// core, im2col + GEMM 39 as well (AVX-512); at 14×14 and 28×28 this kernel wins (backward 95 vs 84 and 88 vs 68
-    /// GFLOP/s). With stride 2 the im2col is a scalar gather, and this kernel wins at 7×7 too (32→64: 54 → 59 GFLOP/s).</summary>
-    internal const int MinWeightGradientPositions = 100;
+    /// <summary>Whether the weight gradient of <paramref name="g"/> runs here too: <see cref="SupportsForward"/> and a 3×3
+    /// kernel. (Sample by sample, the tile set-up made it lose to im2col + GEMM at 7×7 — 39 µs a sample either way;
+    /// over groups of samples it wins there too: resnet20's 64-channel backward 94 → 104 GFLOP/s on one core.)</summary>
+    public static bool SupportsWeightGradient(in ConvGeometry g) => SupportsForward(g) && g.KernelH == 3;
 
     /// <summary>dyT[q·ld + co] = dy[co, q] for co &lt; cout, zero for cout ≤ co &lt; ld = <see cref="PaddedChannels"/>(cout):
     /// the output gradient of one sample with channels in the vector lanes (16×16 blocks transposed in registers).</summary>
@@ -61,17 +55,29 @@ internal static unsafe partial class CpuDirectConv
     /// </remarks>
     [SkipLocalsInit]
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void WeightGradient(in ConvGeometry g, float* xp, float* dyT, float* acc, bool first)
+    public static void WeightGradient(in ConvGeometry g, float* xp, float* dyT, float* acc, bool first) =>
+        WeightGradient(g, 1, xp, 0, dyT, 0, acc, first);
+
+    /// <summary>
+    /// <see cref="WeightGradient(in ConvGeometry, float*, float*, float*, bool)"/> over <paramref name="samples"/>
+    /// consecutive samples at once (padded inputs <paramref name="xpStride"/> floats apart, dyᵀ
+    /// <paramref name="dyTStride"/> apart): each tile's accumulators run through all of them before they are stored,
+    /// so the tile's set-up is paid once per group (it matters at 7×7, 49 positions a sample). The same FMA chains,
+    /// in the same order, as one call per sample.
+    /// </summary>
+    public static void WeightGradient(in ConvGeometry g, int samples, float* xp, int xpStride, float* dyT, int dyTStride,
+        float* acc, bool first)
     {
         if (g.Stride == 2)
-            WeightGradient<Two>(g, xp, dyT, acc, first);
+            WeightGradient<Two>(g, samples, xp, xpStride, dyT, dyTStride, acc, first);
         else
-            WeightGradient<One>(g, xp, dyT, acc, first);
+            WeightGradient<One>(g, samples, xp, xpStride, dyT, dyTStride, acc, first);
     }
 
     [SkipLocalsInit]
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightGradient<TS>(in ConvGeometry g, float* xp, float* dyT, float* acc, bool first) where TS : struct, ICount
+    private static void WeightGradient<TS>(in ConvGeometry g, int samples, float* xp, int xpStride, float* dyT, int dyTStride,
+        float* acc, bool first) where TS : struct, ICount
     {
         int h = g.OutHeight, w = g.OutWidth, wp = g.Width + 2 * g.Padding, plane = (g.Height + 2 * g.Padding) * wp;
         int ld = PaddedChannels(g.OutChannels);
@@ -94,11 +100,11 @@ internal static unsafe partial class CpuDirectConv
                 for (int i = 0; i < 3 * perTile; i++)
                     CopyLanes(first ? null : acc + (long)(3 * s0 + Math.Min(i, 3 * count - 1)) * ld + cb, tile + i * lanes);
                 if (IsAvx512 && eight)
-                    WeightKernel512<Eight, TS>(tile, dyT + cb, ld, bases, h, w, wp);
+                    WeightKernel512<Eight, TS>(tile, dyT + cb, ld, bases, h, w, wp, samples, xpStride, dyTStride);
                 else if (IsAvx512)
-                    WeightKernel512<Nine, TS>(tile, dyT + cb, ld, bases, h, w, wp);
+                    WeightKernel512<Nine, TS>(tile, dyT + cb, ld, bases, h, w, wp, samples, xpStride, dyTStride);
                 else
-                    WeightKernel256<TS>(tile, dyT + cb, ld, bases, h, w, wp);
+                    WeightKernel256<TS>(tile, dyT + cb, ld, bases, h, w, wp, samples, xpStride, dyTStride);
                 for (int i = 0; i < 3 * count; i++)
                     CopyLanes(tile + i * lanes, acc + (long)(3 * s0 + i) * ld + cb);
             }
@@ -116,7 +122,8 @@ internal static unsafe partial class CpuDirectConv
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightKernel512<TT, TS>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
+    private static void WeightKernel512<TT, TS>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp,
+        int samples, int xpStride, int dyTStride)
         where TT : struct, ICount where TS : struct, ICount
     {
         int s = TS.Count;
@@ -132,10 +139,11 @@ internal static unsafe partial class CpuDirectConv
         var a70 = Vector512.Load(tile + 336); var a71 = Vector512.Load(tile + 352); var a72 = Vector512.Load(tile + 368);
         Vector512<float> a80 = default, a81 = default, a82 = default;
         if (TT.Count > 8) { a80 = Vector512.Load(tile + 384); a81 = Vector512.Load(tile + 400); a82 = Vector512.Load(tile + 416); }
+        for (int n = 0; n < samples; n++)
         for (int y = 0; y < h; y++)
         {
-            float* d = dyT + (long)y * w * ld;
-            for (int o = y * s * wp, end = o + s * w; o < end; o += s, d += ld)
+            float* d = dyT + (long)n * dyTStride + (long)y * w * ld;
+            for (int o = n * xpStride + y * s * wp, end = o + s * w; o < end; o += s, d += ld)
             {
                 var dv = Vector512.Load(d);
                 a00 = Avx512F.FusedMultiplyAdd(Vector512.Create(b0[o]), dv, a00);
@@ -179,7 +187,8 @@ internal static unsafe partial class CpuDirectConv
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WeightKernel256<TS>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp)
+    private static void WeightKernel256<TS>(float* tile, float* dyT, int ld, float** bases, int h, int w, int wp,
+        int samples, int xpStride, int dyTStride)
         where TS : struct, ICount
     {
         int s = TS.Count;
@@ -188,10 +197,11 @@ internal static unsafe partial class CpuDirectConv
         var a10 = Vector256.Load(tile + 24); var a11 = Vector256.Load(tile + 32); var a12 = Vector256.Load(tile + 40);
         var a20 = Vector256.Load(tile + 48); var a21 = Vector256.Load(tile + 56); var a22 = Vector256.Load(tile + 64);
         var a30 = Vector256.Load(tile + 72); var a31 = Vector256.Load(tile + 80); var a32 = Vector256.Load(tile + 88);
+        for (int n = 0; n < samples; n++)
         for (int y = 0; y < h; y++)
         {
-            float* d = dyT + (long)y * w * ld;
-            for (int o = y * s * wp, end = o + s * w; o < end; o += s, d += ld)
+            float* d = dyT + (long)n * dyTStride + (long)y * w * ld;
+            for (int o = n * xpStride + y * s * wp, end = o + s * w; o < end; o += s, d += ld)
             {
                 var dv = Avx.LoadVector256(d);
                 a00 = Fma.MultiplyAdd(Vector256.Create(b0[o]), dv, a00);

@@ -30,6 +30,8 @@ public unsafe class CpuConvTests
         { 3, 16, 28, 28, 32, 3, 3, 2, 1, false }, // direct forward with stride 2 (resnet20's downsampling 3×3)
         { 2, 16, 28, 28, 32, 1, 1, 2, 0, true },  // direct forward, 1×1 stride 2 (the shortcut)
         { 2, 3, 13, 14, 5, 3, 3, 2, 1, true },    // stride 2 onto 7×7, odd input height
+        { 40, 3, 10, 14, 8, 3, 3, 1, 1, true },   // N > 16: chunks of 2–3 samples, direct dW over groups of samples
+        { 37, 2, 14, 14, 9, 3, 3, 2, 1, false },  // the same with stride 2
     };
 
     [Theory]
