@@ -28,14 +28,9 @@ internal static unsafe partial class CpuDirectConv
         {
             cFull = cout / 16 * 16;
             qFull = total / 16 * 16;
-            var columns = stackalloc Vector512<float>[16];
             for (int c = 0; c < cFull; c += 16)
-                for (int q = 0; q < qFull; q += 16)
-                {
-                    Transpose16(dy + (long)c * total + q, total, columns);
-                    for (int j = 0; j < 16; j++)
-                        columns[j].Store(dyT + (long)(q + j) * ld + c);
-                }
+                for (int q = 0; q < qFull; q += 16) // 16 channels × 16 positions → 16 positions × 16 channels
+                    Transpose16(dy + (long)c * total + q, total, dyT + (long)q * ld + c, ld, 16, 16, null);
         }
         for (int q = 0; q < total; q++)
             for (int c = q < qFull ? cFull : 0; c < ld; c++)

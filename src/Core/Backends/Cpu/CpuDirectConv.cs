@@ -292,64 +292,79 @@ internal static unsafe partial class CpuDirectConv
     /// <summary>y[cb + c, q0 + j] = tile[j·16 + c] (+ bias) for j &lt; count, c &lt; channels: the tile's rows taken 16
     /// at a time and transposed in registers (<see cref="Transpose16"/>). The tile holds 32 rows, so reading whole
     /// blocks of 16 stays inside it.</summary>
-    [SkipLocalsInit]
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Store512(float* tile, float* y, int total, int q0, int count, int cb, int channels, float* bias)
     {
-        var columns = stackalloc Vector512<float>[16];
         for (int j0 = 0; j0 < count; j0 += 16)
-        {
-            Transpose16(tile + j0 * 16, 16, columns);
-            int n = Math.Min(16, count - j0);
-            var mask = Vector512.LessThan(Iota, Vector512.Create(n)).AsSingle();
-            for (int c = 0; c < channels; c++)
-            {
-                var v = columns[c];
-                if (bias != null)
-                    v += Vector512.Create(bias[cb + c]);
-                float* dst = y + (long)(cb + c) * total + q0 + j0;
-                if (n == 16)
-                    v.Store(dst);
-                else
-                    Avx512F.MaskStore(dst, mask, v);
-            }
-        }
+            Transpose16(tile + j0 * 16, 16, y + (long)cb * total + q0 + j0, total, Math.Min(16, count - j0), channels,
+                bias == null ? null : bias + cb);
     }
 
-    /// <summary>columns[c][j] = rows[j·stride + c] for a 16×16 block: unpack pairs of rows, then pairs of pairs, then
-    /// the 128-bit lanes (64 shuffles).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose16(float* rows, int stride, Vector512<float>* columns)
+    /// <summary>
+    /// dst[c·dstStride + j] = rows[j·stride + c] (+ bias[c]) for a 16×16 block, columns c &lt; <paramref name="columns"/>,
+    /// lanes j &lt; <paramref name="lanes"/> (the others are not written): unpack pairs of rows, then pairs of pairs, then
+    /// the 128-bit lanes — 64 shuffles, all in registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Transpose16(float* rows, int stride, float* dst, int dstStride, int lanes, int columns, float* bias)
     {
-        // u[4i + j], 128-bit lane L: rows 4i..4i+3 of column 4L + j.
-        var u = stackalloc Vector512<float>[16];
-        for (int i = 0; i < 4; i++)
-        {
-            float* r = rows + 4L * i * stride;
-            var r0 = Vector512.Load(r);
-            var r1 = Vector512.Load(r + stride);
-            var r2 = Vector512.Load(r + 2L * stride);
-            var r3 = Vector512.Load(r + 3L * stride);
-            var t0 = Avx512F.UnpackLow(r0, r1).AsDouble();
-            var t1 = Avx512F.UnpackHigh(r0, r1).AsDouble();
-            var t2 = Avx512F.UnpackLow(r2, r3).AsDouble();
-            var t3 = Avx512F.UnpackHigh(r2, r3).AsDouble();
-            u[4 * i] = Avx512F.UnpackLow(t0, t2).AsSingle();
-            u[4 * i + 1] = Avx512F.UnpackHigh(t0, t2).AsSingle();
-            u[4 * i + 2] = Avx512F.UnpackLow(t1, t3).AsSingle();
-            u[4 * i + 3] = Avx512F.UnpackHigh(t1, t3).AsSingle();
-        }
-        for (int j = 0; j < 4; j++)
-        {
-            var x0 = Avx512F.Shuffle4x128(u[j], u[4 + j], 0x44);
-            var x1 = Avx512F.Shuffle4x128(u[j], u[4 + j], 0xEE);
-            var y0 = Avx512F.Shuffle4x128(u[8 + j], u[12 + j], 0x44);
-            var y1 = Avx512F.Shuffle4x128(u[8 + j], u[12 + j], 0xEE);
-            columns[j] = Avx512F.Shuffle4x128(x0, y0, 0x88);
-            columns[4 + j] = Avx512F.Shuffle4x128(x0, y0, 0xDD);
-            columns[8 + j] = Avx512F.Shuffle4x128(x1, y1, 0x88);
-            columns[12 + j] = Avx512F.Shuffle4x128(x1, y1, 0xDD);
-        }
+        // u{4i + j}, 128-bit lane L: rows 4i..4i+3 of column 4L + j.
+        Quad(rows, stride, out var u0, out var u1, out var u2, out var u3);
+        Quad(rows + 4L * stride, stride, out var u4, out var u5, out var u6, out var u7);
+        Quad(rows + 8L * stride, stride, out var u8, out var u9, out var u10, out var u11);
+        Quad(rows + 12L * stride, stride, out var u12, out var u13, out var u14, out var u15);
+        var mask = Vector512.LessThan(Iota, Vector512.Create(lanes)).AsSingle();
+        Columns(u0, u4, u8, u12, 0, dst, dstStride, lanes, columns, bias, mask);
+        Columns(u1, u5, u9, u13, 1, dst, dstStride, lanes, columns, bias, mask);
+        Columns(u2, u6, u10, u14, 2, dst, dstStride, lanes, columns, bias, mask);
+        Columns(u3, u7, u11, u15, 3, dst, dstStride, lanes, columns, bias, mask);
+    }
+
+    /// <summary>Four rows unpacked so that lane L of u{j} holds their elements 4L + j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quad(float* r, int stride, out Vector512<float> u0, out Vector512<float> u1, out Vector512<float> u2, out Vector512<float> u3)
+    {
+        var r0 = Vector512.Load(r);
+        var r1 = Vector512.Load(r + stride);
+        var r2 = Vector512.Load(r + 2L * stride);
+        var r3 = Vector512.Load(r + 3L * stride);
+        var t0 = Avx512F.UnpackLow(r0, r1).AsDouble();
+        var t1 = Avx512F.UnpackHigh(r0, r1).AsDouble();
+        var t2 = Avx512F.UnpackLow(r2, r3).AsDouble();
+        var t3 = Avx512F.UnpackHigh(r2, r3).AsDouble();
+        u0 = Avx512F.UnpackLow(t0, t2).AsSingle();
+        u1 = Avx512F.UnpackHigh(t0, t2).AsSingle();
+        u2 = Avx512F.UnpackLow(t1, t3).AsSingle();
+        u3 = Avx512F.UnpackHigh(t1, t3).AsSingle();
+    }
+
+    /// <summary>Columns j, 4 + j, 8 + j, 12 + j from the four quads' u{j} (rows 0–3, 4–7, 8–11, 12–15), stored.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Columns(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d, int j,
+        float* dst, int dstStride, int lanes, int columns, float* bias, Vector512<float> mask)
+    {
+        var x0 = Avx512F.Shuffle4x128(a, b, 0x44);
+        var x1 = Avx512F.Shuffle4x128(a, b, 0xEE);
+        var y0 = Avx512F.Shuffle4x128(c, d, 0x44);
+        var y1 = Avx512F.Shuffle4x128(c, d, 0xEE);
+        Put(Avx512F.Shuffle4x128(x0, y0, 0x88), j, dst, dstStride, lanes, columns, bias, mask);
+        Put(Avx512F.Shuffle4x128(x0, y0, 0xDD), 4 + j, dst, dstStride, lanes, columns, bias, mask);
+        Put(Avx512F.Shuffle4x128(x1, y1, 0x88), 8 + j, dst, dstStride, lanes, columns, bias, mask);
+        Put(Avx512F.Shuffle4x128(x1, y1, 0xDD), 12 + j, dst, dstStride, lanes, columns, bias, mask);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(Vector512<float> v, int c, float* dst, int dstStride, int lanes, int columns, float* bias, Vector512<float> mask)
+    {
+        if (c >= columns)
+            return;
+        if (bias != null)
+            v += Vector512.Create(bias[c]);
+        float* at = dst + (long)c * dstStride;
+        if (lanes == 16)
+            v.Store(at);
+        else
+            Avx512F.MaskStore(at, mask, v);
     }
 
     /// <summary>y[cb + c, q0 + j] = tile[j·lanes + c] (+ bias) for j &lt; count, c &lt; channels.</summary>
