@@ -16,8 +16,8 @@ namespace BnDist.Core.Backends.Cpu;
 /// Direct paths (<see cref="CpuDirectConv"/>, AVX-512 and AVX2, output width a multiple of 7): the forward pass of
 /// stride-1 and stride-2 convolutions, the input gradient of "same" convolutions (the correlation of dy with the
 /// flipped, transposed kernel) and the weight gradient of 3×3 ones, all from a zero-bordered copy of the sample —
-/// no column matrix. They replace the paths below where they apply (resnet20's layers: forward 16→16 at 28×28
-/// 76 → 93, 32→32 at 14×14 86 → 103 GFLOP/s on one core; bench/RESULTS.md, issue 12).
+/// no column matrix. They replace the paths below where they apply (resnet20's 16→16 layers at 28×28 on one core:
+/// forward 79 → 101, backward 65 → 98 GFLOP/s; bench/RESULTS.md, issue 12).
 /// </para>
 /// <para>
 /// Fast paths. A 1×1, stride-1, unpadded convolution uses x[n] as col. A "same" convolution (stride 1, square
@@ -28,8 +28,9 @@ namespace BnDist.Core.Backends.Cpu;
 /// </para>
 /// <para>
 /// Measured alternative, not kept: dx as the forward convolution of dy with the flipped, transposed kernel
-/// (fused packing, no col2im) was no faster than Wᵀ·dy + the gather-style col2im of <see cref="Im2Col"/>
-/// for conv2 (m = Cin = 32 reuses each packed panel only four times).
+/// through the GEMM (fused packing, no col2im) was no faster than Wᵀ·dy + the gather-style col2im of
+/// <see cref="Im2Col"/> for conv2 (m = Cin = 32 reuses each packed panel only four times). The direct kernel
+/// computes dx that way without packing, and wins.
 /// </para>
 /// <para>
 /// Parallelism is over samples: the pool runs one body per worker slot, each slot claims work items
