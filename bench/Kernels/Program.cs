@@ -64,6 +64,63 @@ foreach (var (g, name, withDx) in !Section("conv") ? [] : new[] { (conv1, "conv1
     }
 }
 
+// resnet20's 3×3 "same" convolutions (issue 12): whole calls at batch 128, and the per-sample pieces of the backward
+// pass on one thread (im2col, the dW and dcol GEMMs, col2im).
+foreach (var (c, hw) in !Section("resnet") ? [] : new[] { (16, 28), (32, 14), (64, 7) })
+{
+    var g = new ConvGeometry(128, c, hw, hw, c, 3, 3, 1, 1);
+    var x = Rand((long)g.N * c * hw * hw);
+    var w = Rand((long)c * g.PatchSize);
+    var y = Rand((long)g.N * c * hw * hw);
+    var dy = Rand((long)g.N * c * hw * hw);
+    var dx = Rand((long)g.N * c * hw * hw);
+    var dw = Rand((long)c * g.PatchSize);
+    var col = Rand((long)g.PatchSize * hw * hw);
+    string name = $"resnet {c}→{c} {hw}×{hw}";
+    foreach (var pool in pools)
+    {
+        double tf = Median(() => Conv(pool, g, x, w, y, ws, fwd: true, dx: null, dy, dw), Reps(15));
+        double tb = Median(() => Conv(pool, g, x, w, y, ws, fwd: false, dx, dy, dw), Reps(15));
+        Report($"{name} N=128 fwd, {pool.Threads} thread(s)", g.ForwardFlops / tf / 1e9, $"GFLOP/s  ({tf * 1e3:F2} ms)");
+        Report($"{name} N=128 bwd, {pool.Threads} thread(s)", 2 * g.ForwardFlops / tb / 1e9, $"GFLOP/s  ({tb * 1e3:F2} ms)");
+    }
+    int q = hw * hw, patch = g.PatchSize;
+    var one = g with { N = 1 };
+    double tu = Median(() => Unfold(one, x, col), Reps(301));
+    double tdw = Median(() => SerialGemm(false, true, c, patch, q, dy, col, dw), Reps(301));
+    double tdc = Median(() => SerialGemm(true, false, patch, q, c, w, dy, col), Reps(301));
+    double tfo = Median(() => Fold(one, col, dx), Reps(301));
+    Report($"{name} per sample: unfold / dW / dcol / fold", tu * 1e6, $"/ {tdw * 1e6:F1} / {tdc * 1e6:F1} / {tfo * 1e6:F1} µs");
+    if (CpuDirectConv.Supports(g))
+    {
+        var padded = Rand(CpuDirectConv.PaddedImageSize(g, c));
+        var packed = Rand((long)patch * CpuDirectConv.PaddedChannels(c));
+        var offsets = Rand(patch);
+        Direct(g, x, w, padded, packed, offsets, y, col, dy, dw, 0);
+        double tp = Median(() => Direct(g, x, w, padded, packed, offsets, y, col, dy, dw, 1), Reps(301));
+        double tc = Median(() => Direct(g, x, w, padded, packed, offsets, y, col, dy, dw, 2), Reps(301));
+        double tt = Median(() => Direct(g, x, w, padded, packed, offsets, y, col, dy, dw, 3), Reps(301));
+        double tw = Median(() => Direct(g, x, w, padded, packed, offsets, y, col, dy, dw, 4), Reps(301));
+        Report($"{name} per sample, direct: pad / correlate / dyᵀ / dW", tp * 1e6, $"/ {tc * 1e6:F1} / {tt * 1e6:F1} / {tw * 1e6:F1} µs");
+    }
+}
+
+// resnet20's downsampling convolutions (stride 2): forward and backward at batch 128 on 2 threads.
+foreach (var g in !Section("resnet") ? [] : new[] { new ConvGeometry(128, 16, 28, 28, 32, 3, 3, 2, 1), new ConvGeometry(128, 32, 14, 14, 64, 3, 3, 2, 1),
+    new ConvGeometry(128, 16, 28, 28, 32, 1, 1, 2, 0), new ConvGeometry(128, 32, 14, 14, 64, 1, 1, 2, 0) })
+{
+    var x = Rand((long)g.N * g.InChannels * g.Height * g.Width);
+    var w = Rand((long)g.OutChannels * g.PatchSize);
+    var y = Rand((long)g.N * g.OutChannels * g.OutHeight * g.OutWidth);
+    var dy = Rand((long)g.N * g.OutChannels * g.OutHeight * g.OutWidth);
+    var dx = Rand((long)g.N * g.InChannels * g.Height * g.Width);
+    var dw = Rand((long)g.OutChannels * g.PatchSize);
+    double tf = Median(() => Conv(pool2, g, x, w, y, ws, fwd: true, dx: null, dy, dw), Reps(15));
+    double tb = Median(() => Conv(pool2, g, x, w, y, ws, fwd: false, dx, dy, dw), Reps(15));
+    Report($"resnet {g.InChannels}→{g.OutChannels} {g.KernelH}×{g.KernelW}/2 {g.Height}×{g.Width} fwd, 2 threads", g.ForwardFlops / tf / 1e9, $"GFLOP/s  ({tf * 1e3:F2} ms)");
+    Report($"resnet {g.InChannels}→{g.OutChannels} {g.KernelH}×{g.KernelW}/2 {g.Height}×{g.Width} bwd, 2 threads", 2 * g.ForwardFlops / tb / 1e9, $"GFLOP/s  ({tb * 1e3:F2} ms)");
+}
+
 if (Section("linear"))
 {
     const int n = 128, fin = 3136, fout = 128;
@@ -106,6 +163,27 @@ static unsafe void Conv(CpuThreadPool pool, ConvGeometry g, Buf x, Buf w, Buf y,
     else
         CpuConv.Backward(pool, g, x.P, w.P, dy.P, dx is null ? null : dx.P, dw.P, null, ws);
 }
+
+static unsafe void Direct(ConvGeometry g, Buf x, Buf w, Buf padded, Buf packed, Buf offsets, Buf y, Buf dyT, Buf dy, Buf acc, int part)
+{
+    int c = g.InChannels;
+    switch (part)
+    {
+        case 0:
+            new Span<float>(padded.P, (int)CpuDirectConv.PaddedImageSize(g, c)).Clear();
+            CpuDirectConv.PackForward(g, w.P, packed.P);
+            CpuDirectConv.Offsets(g, c, (int*)offsets.P);
+            break;
+        case 1: CpuDirectConv.Pad(g, c, x.P, padded.P); break;
+        case 2: CpuDirectConv.Correlate(g, c, g.OutChannels, padded.P, packed.P, (int*)offsets.P, null, y.P); break;
+        case 3: CpuDirectConv.TransposeGradient(g.OutChannels, g.Height * g.Width, dy.P, dyT.P); break;
+        default: if (CpuDirectConv.SupportsWeightGradient(g)) CpuDirectConv.WeightGradient(g, padded.P, dyT.P, acc.P, true); break;
+    }
+}
+
+static unsafe void Unfold(ConvGeometry g, Buf x, Buf col) => Im2Col.Unfold(g, x.P, col.P);
+
+static unsafe void Fold(ConvGeometry g, Buf col, Buf x) => Im2Col.FoldAccumulate(g, col.P, x.P);
 
 static unsafe void Linear(CpuThreadPool pool, int n, int fin, int fout, Buf x, Buf w, Buf b, Buf y, Buf? dx, Buf? dw, Buf? db, bool fwd)
 {

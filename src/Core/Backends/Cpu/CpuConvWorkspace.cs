@@ -3,9 +3,9 @@ using System.Runtime.InteropServices;
 namespace BnDist.Core.Backends.Cpu;
 
 /// <summary>
-/// Scratch memory for <see cref="CpuConv"/>: one column buffer per worker slot and the per-chunk partial
-/// sums of dW and db. Buffers grow on demand to the largest layer seen and are then reused unchanged, so a
-/// training loop that cycles through the same layers allocates only during its first step. One workspace
+/// Scratch memory for <see cref="CpuConv"/>: one column buffer and one padded-image buffer per worker slot,
+/// the per-chunk partial sums of dW and db, the packed weights and tap offsets. Buffers grow on demand to the
+/// largest layer seen and are then reused unchanged, so a training loop that cycles through the same layers allocates only during its first step. One workspace
 /// serves one convolution call at a time (reuse it across layers, not across concurrent calls).
 /// </summary>
 /// <remarks>
@@ -15,6 +15,8 @@ namespace BnDist.Core.Backends.Cpu;
 public sealed unsafe class CpuConvWorkspace : IDisposable
 {
     private Buffer[] _columns = [];
+    private Buffer[] _padded = [];
+    private readonly Buffer _offsets = new();
     private readonly Buffer _dwPartials = new();
     private readonly Buffer _dbPartials = new();
     private readonly Buffer _packedWeights = new();
@@ -25,22 +27,33 @@ public sealed unsafe class CpuConvWorkspace : IDisposable
     internal CpuConv.Job Job { get; } = new();
 
     /// <summary>Makes sure <paramref name="slots"/> column buffers of <paramref name="floats"/> each exist.</summary>
-    internal void EnsureColumns(int slots, long floats)
-    {
-        if (_columns.Length < slots)
-        {
-            var grown = new Buffer[slots];
-            _columns.CopyTo(grown, 0);
-            for (int i = _columns.Length; i < slots; i++)
-                grown[i] = new Buffer();
-            _columns = grown;
-        }
-        for (int i = 0; i < slots; i++)
-            _columns[i].Ensure(floats);
-    }
+    internal void EnsureColumns(int slots, long floats) => EnsureSlots(ref _columns, slots, floats);
 
     /// <summary>Column buffer of a slot (valid after <see cref="EnsureColumns"/>).</summary>
     internal float* Column(int slot) => _columns[slot].Pointer;
+
+    /// <summary>Makes sure <paramref name="slots"/> buffers for a zero-bordered image (<see cref="CpuDirectConv.Pad"/>) exist.</summary>
+    internal void EnsurePadded(int slots, long floats) => EnsureSlots(ref _padded, slots, floats);
+
+    /// <summary>Padded-image buffer of a slot (valid after <see cref="EnsurePadded"/>).</summary>
+    internal float* Padded(int slot) => _padded[slot].Pointer;
+
+    /// <summary>The tap offsets of <see cref="CpuDirectConv.Offsets"/>, room for <paramref name="count"/>.</summary>
+    internal int* Offsets(int count) => (int*)_offsets.Ensure(count);
+
+    private static void EnsureSlots(ref Buffer[] buffers, int slots, long floats)
+    {
+        if (buffers.Length < slots)
+        {
+            var grown = new Buffer[slots];
+            buffers.CopyTo(grown, 0);
+            for (int i = buffers.Length; i < slots; i++)
+                grown[i] = new Buffer();
+            buffers = grown;
+        }
+        for (int i = 0; i < slots; i++)
+            buffers[i].Ensure(floats);
+    }
 
     /// <summary>Makes room for <paramref name="chunks"/> partial dW ([dwFloats]) and db ([dbFloats]) sums.</summary>
     internal void EnsurePartials(int chunks, long dwFloats, int dbFloats)
@@ -64,6 +77,9 @@ public sealed unsafe class CpuConvWorkspace : IDisposable
     {
         foreach (var b in _columns)
             b.Dispose();
+        foreach (var b in _padded)
+            b.Dispose();
+        _offsets.Dispose();
         _dwPartials.Dispose();
         _dbPartials.Dispose();
         _packedWeights.Dispose();

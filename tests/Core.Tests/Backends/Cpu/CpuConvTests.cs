@@ -20,6 +20,18 @@ public unsafe class CpuConvTests
         { 1, 2, 6, 9, 3, 1, 3, 1, 1, true },      // non-square kernel
         { 5, 3, 5, 8, 2, 3, 5, 2, 2, false },     // non-square kernel, stride 2, pad 2
         { 1, 1, 3, 3, 2, 5, 5, 1, 2, true },      // kernel larger than the image
+        // CpuDirectConv (AVX-512/AVX2; width a multiple of 7): the resnet20 layers, partial tiles and channel tails.
+        { 3, 16, 28, 28, 16, 3, 3, 1, 1, false }, // resnet20 layer1: 28 tiles of 28 positions, one channel block
+        { 3, 64, 7, 7, 64, 3, 3, 1, 1, true },    // resnet20 layer3: 49 = 28 + 21 positions, four channel blocks
+        { 2, 5, 3, 14, 20, 3, 3, 1, 1, true },    // 42 positions (partial tile), Cout = 16 + 4, Cin = 5 < 8
+        { 2, 20, 5, 7, 3, 5, 5, 1, 2, false },    // kernel 5, Cout = 3, dx has Cin = 20 = 16 + 4 channels
+        { 1, 9, 1, 21, 17, 3, 3, 1, 1, true },    // one row of 21: groups alias past the end
+        { 3, 5, 10, 14, 20, 3, 3, 1, 1, true },   // direct dW: 15 (ci, kh) triples = 9 + 6, 140 positions, Cout = 16 + 4
+        { 3, 16, 28, 28, 32, 3, 3, 2, 1, false }, // direct forward with stride 2 (resnet20's downsampling 3×3)
+        { 2, 16, 28, 28, 32, 1, 1, 2, 0, true },  // direct forward, 1×1 stride 2 (the shortcut)
+        { 2, 3, 13, 14, 5, 3, 3, 2, 1, true },    // stride 2 onto 7×7, odd input height
+        { 40, 3, 10, 14, 8, 3, 3, 1, 1, true },   // N > 16: chunks of 2–3 samples, direct dW over groups of samples
+        { 37, 2, 14, 14, 9, 3, 3, 2, 1, false },  // the same with stride 2
     };
 
     [Theory]
