@@ -51,9 +51,11 @@ public sealed unsafe partial class SharedMemoryGroup
             }
             int from = (int)((long)chunk.Length * LocalRank / Size), to = (int)((long)chunk.Length * (LocalRank + 1) / Size);
             var sum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes + (long)from * sizeof(float), to - from);
-            new ReadOnlySpan<float>(FloatSlot(0) + SlotHeaderBytes + (long)from * sizeof(float), to - from).CopyTo(sum);
-            for (int r = 1; r < Size; r++)
-                System.Numerics.Tensors.TensorPrimitives.Add(sum, new ReadOnlySpan<float>(FloatSlot(r) + SlotHeaderBytes + (long)from * sizeof(float), to - from), sum);
+            ReadOnlySpan<float> Part(int r) => new(FloatSlot(r) + SlotHeaderBytes + (long)from * sizeof(float), to - from);
+            // (g0 + g1) in one pass, then + g2, …: the hub's order.
+            if (Size == 1) Part(0).CopyTo(sum);
+            else System.Numerics.Tensors.TensorPrimitives.Add(Part(0), Part(1), sum);
+            for (int r = 2; r < Size; r++) System.Numerics.Tensors.TensorPrimitives.Add(sum, Part(r), sum);
             Barrier(step, CollectiveKind.Gradients, -1, wait: true);
             var hostSum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes, chunk.Length);
             if (hierarchical)
