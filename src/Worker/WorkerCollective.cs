@@ -191,6 +191,7 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
 
     public void SumGradients(IReadOnlyList<Parameter> parameters)
     {
+        if (WorldSize == 1) return; // the sum over one rank is its own gradients: nothing crosses the wire
         long t0 = Stopwatch.GetTimestamp();
         try
         {
