@@ -31,6 +31,8 @@ public sealed class WorkerRunner(WorkerSettings settings, ILogger logger)
     public async Task<WorkerOutcome> RunAsync(CancellationToken cancellation)
     {
         settings.Validate();
+        if (settings.Cpus is { } cpus && !CpuAffinity.Bind(CpuAffinity.Parse(cpus)))
+            logger.LogWarning("Worker {WorkerId} could not bind itself to cores {Cpus}", settings.WorkerId, cpus);
         string dataDir = settings.Data ?? Dataset.DefaultDirectory();
         // Read and checked now, normalized once the run's configuration (--normalize) has arrived with the join.
         DataSplit? trainSplit = DataDirectory.Read(dataDir, train: true), testSplit = DataDirectory.Read(dataDir, train: false);

@@ -72,6 +72,9 @@ public sealed class WorkerSettings
     /// </summary>
     public int GradientBucketKiB { get; set; } = BnDist.Core.Collectives.BucketedGradientReducer.DefaultBucketBytes >> 10;
 
+    /// <summary>The cores to bind this worker to, e.g. "0-3" (null: none; launch gives each local worker its own).</summary>
+    public string? Cpus { get; set; }
+
     /// <summary>The run token (null: none sent).</summary>
     public string? Token { get; set; }
 
@@ -82,6 +85,7 @@ public sealed class WorkerSettings
         if (string.IsNullOrWhiteSpace(WorkerId)) throw new ArgumentException("--worker-id must not be empty");
         if (Threads < 0) throw new ArgumentException("--threads must be ≥ 0");
         if (!(JoinTimeoutSeconds > 0)) throw new ArgumentException($"--join-timeout must be > 0 seconds, got {JoinTimeoutSeconds}");
+        if (Cpus is not null) CpuAffinity.Parse(Cpus);
         if (GradientBucketKiB is < 0 or > 1 << 20) throw new ArgumentException($"--bucket-kib must lie in [0, 1048576], got {GradientBucketKiB}");
         return this;
     }

@@ -47,6 +47,8 @@ public sealed class CommandLineTests
     [InlineData(new[] { "launch", "--stats-transport", "nccl" }, "bndist launch: --stats-transport")]
     [InlineData(new[] { "launch", "--bucket-kib", "-1" }, "bndist launch: --bucket-kib must be ≥ 0, got -1")]
     [InlineData(new[] { "worker", "--join-timeout", "0" }, "bndist worker: --join-timeout must be > 0 seconds, got 0")]
+    [InlineData(new[] { "worker", "--cpus", "3-1" }, "bndist worker: --cpus: '3-1' is not a list of cores such as 0-3,6")]
+    [InlineData(new[] { "launch", "--bind-cores", "maybe" }, "bndist launch: --bind-cores")]
     [InlineData(new[] { "worker", "--bucket-kib", "2000000" }, "bndist worker: --bucket-kib must lie in [0, 1048576], got 2000000")]
     public void A_mistake_on_the_command_line_is_one_line_on_stderr_and_exit_code_2(string[] args, string expected) =>
         AssertOneLineUsageError(Bndist(args), expected);

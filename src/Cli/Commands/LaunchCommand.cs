@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Diagnostics;
 using BnDist.Coordinator;
 using BnDist.Core.Backends;
+using BnDist.Worker;
+using BnDist.Core.Backends.Ilgpu;
 using BnDist.Core.Backends.Cpu;
 using BnDist.Core.Checkpoints;
 using BnDist.Core.Collectives;
@@ -32,16 +34,18 @@ public static class LaunchCommand
         var data = Opt.InputDirectory("--data", "the workers' data: " + TrainCommand.DataHelp);
         var threads = Opt.Int("--threads-per-worker", "CPU threads of each worker (default: the cores divided by --workers)", null, min: 1);
         var buckets = WorkerCommand.BucketOption();
+        var bind = Opt.Choice("--bind-cores", "on: each CPU worker on cores of its own, when the workers' threads fit the cores; off: " +
+                                              "the scheduler moves them", "on", "on", "off");
         var command = new Command("launch", "a local cluster: coordinator + K worker processes");
         setup.AddTo(command);
-        foreach (var o in new Option[] { device, data, threads, buckets }) command.Options.Add(o);
+        foreach (var o in new Option[] { device, data, threads, buckets, bind }) command.Options.Add(o);
         command.SetAction(r => Run(r, setup, r.GetValue(device)!, r.GetValue(data), r.Given(threads) ? r.GetValue(threads) : null,
-            r.Given(buckets) ? r.GetValue(buckets) : null, cancellation));
+            r.Given(buckets) ? r.GetValue(buckets) : null, r.GetValue(bind) == "on", cancellation));
         return command;
     }
 
     private static int Run(ParseResult parse, ClusterSetup setup, string device, string? dataDir, int? threadsOption, int? bucketKiB,
-        CancellationToken cancellation)
+        bool bindCores, CancellationToken cancellation)
     {
         var settings = setup.Settings(parse, new CoordinatorSettings { Port = 0 });
         int threads = threadsOption ?? Math.Max(1, Environment.ProcessorCount / settings.Workers);
@@ -76,6 +80,11 @@ public static class LaunchCommand
             string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             System.Console.WriteLine($"bndist launch: run {run.RunId}, coordinator {address}, {settings.Workers} workers × {threads} threads, " +
                                      $"{config.Model}/{config.Norm}, global batch {config.BatchSize}, sync-bn {(config.SyncBatchNorm ? "on" : "off")}");
+            // Each CPU worker on cores of its own when they fit (a worker that keeps its core keeps its caches).
+            var allowed = CpuAffinity.Allowed();
+            string d = device.Trim().ToLowerInvariant();
+            bool cpuWorkers = d == "cpu" || (d == "auto" && IlgpuDevices.Count("cuda") + IlgpuDevices.Count("opencl") == 0);
+            var cores = bindCores && cpuWorkers && settings.Workers * threads <= allowed.Count ? allowed : null;
             for (int rank = 0; rank < settings.Workers; rank++)
             {
                 var info = WorkerProcess();
@@ -88,6 +97,15 @@ public static class LaunchCommand
                     info.ArgumentList.Add("--data");
                     info.ArgumentList.Add(Path.GetFullPath(dataDir));
                 }
+                if (cores is not null)
+                {
+                    info.ArgumentList.Add("--cpus");
+                    info.ArgumentList.Add(string.Join(',', cores.Skip(rank * threads).Take(threads)));
+                }
+                // The runtime sizes its spinning waits by the processor count it sees; a CPU worker owns
+                // `threads` cores, and told so it stops spinning for the cores of the others (measured:
+                // two workers on two cores, 0.68 → ~1.0 of one process's throughput; bench/RESULTS.md, issue 13).
+                if (cpuWorkers) info.Environment["DOTNET_PROCESSOR_COUNT"] = threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 if (bucketKiB is { } kib)
                 {
                     info.ArgumentList.Add("--bucket-kib");

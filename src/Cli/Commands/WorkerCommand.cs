@@ -27,9 +27,10 @@ public static class WorkerCommand
                                              "/dev/shm (default: this machine's name and boot id; none: never share)", helpName: "ID");
         var buckets = BucketOption();
         var joinTimeout = Opt.Double("--join-timeout", "seconds to wait for the coordinator and the other workers to join (default 150)", null, "S");
+        var cpus = Opt.String("--cpus", "bind the worker to these cores, e.g. 0-3 or 0,2 (default: not bound)", helpName: "LIST");
         var command = new Command("worker", "join a coordinator and train")
         {
-            coordinator, workerId, device, threads, data, tokenFile, advertise, hostId, buckets, joinTimeout,
+            coordinator, workerId, device, threads, data, tokenFile, advertise, hostId, buckets, joinTimeout, cpus,
         };
         command.SetAction(r =>
         {
@@ -43,6 +44,7 @@ public static class WorkerCommand
             settings.HostId = r.Pick(hostId, settings.HostId);
             settings.GradientBucketKiB = r.Pick(buckets, settings.GradientBucketKiB);
             settings.JoinTimeoutSeconds = r.Pick(joinTimeout, settings.JoinTimeoutSeconds);
+            settings.Cpus = r.Pick(cpus, settings.Cpus);
             settings.Token = r.Given(tokenFile) ? Protos.RunToken.Resolve(r.GetValue(tokenFile)) : settings.Token ?? Protos.RunToken.Resolve(null);
             return Run(settings);
         });
