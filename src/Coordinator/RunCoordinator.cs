@@ -305,6 +305,22 @@ public sealed partial class RunCoordinator : IDisposable
 
     private OperationHub Hub => _hub ?? throw new InvalidOperationException("the run has not started");
 
+    /// <summary>
+    /// The run's shared-memory files, where this coordinator shares a machine with its workers (as
+    /// under launch): the workers unlink a segment once every rank of its host has mapped it, so one
+    /// is left only when a rank died before the others came. Best effort: a file that is not here,
+    /// or not ours to remove, stays.
+    /// </summary>
+    private void RemoveSegments()
+    {
+        foreach (int rank in _plan.Leaders)
+        {
+            if (_plan.GroupOf(rank, directGradients: false) is not { Segment: { Length: > 0 } segment }) continue;
+            try { File.Delete(Path.Combine(Core.Collectives.SharedMemory.SharedMemoryGroup.DefaultDirectory, segment)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* another machine's, or not ours */ }
+        }
+    }
+
     /// <summary>Where the ranks wait: the main hub's pending operation, else the host leaders' (a hierarchical run).</summary>
     private string? DescribePending()
     {
@@ -365,6 +381,7 @@ public sealed partial class RunCoordinator : IDisposable
     public void Abort(string reason)
     {
         if (Interlocked.Exchange(ref _over, 1) != 0) return;
+        RemoveSegments();
         _hub?.Fail(reason);
         _statsHub?.Fail(reason);
         _logger.LogError("Run {RunId} failed: {Reason}", RunId, reason);
@@ -383,6 +400,7 @@ public sealed partial class RunCoordinator : IDisposable
     private void Finish()
     {
         if (Interlocked.Exchange(ref _over, 1) != 0) return;
+        RemoveSegments();
         foreach (var box in _outboxes) box.Writer.TryComplete();
         _logger.LogInformation("Run {RunId} finished: {Steps} steps, test accuracy {Accuracy:F4}", RunId, CommittedSteps, _testAccuracy);
         var outcome = new RunOutcome(true, null, CommittedSteps, _testAccuracy, LatestCheckpoint);
