@@ -36,6 +36,7 @@ public sealed class HostPlan
     private HostPlan(StatsMode mode, IReadOnlyList<int[]> hosts, int worldSize, string runId)
     {
         (Mode, Hosts, _runId) = (mode, hosts, runId);
+        Leaders = [.. hosts.Select(h => h[0])];
         _hostOf = new int[worldSize];
         for (int h = 0; h < hosts.Count; h++)
             foreach (int r in hosts[h]) _hostOf[r] = h;
@@ -47,7 +48,7 @@ public sealed class HostPlan
     public IReadOnlyList<int[]> Hosts { get; }
 
     /// <summary>The leader (first rank) of each host.</summary>
-    public IReadOnlyList<int> Leaders => [.. Hosts.Select(h => h[0])];
+    public IReadOnlyList<int> Leaders { get; }
 
     public int HostOf(int rank) => _hostOf[rank];
 

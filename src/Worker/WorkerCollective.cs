@@ -201,22 +201,12 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
             }
             else
             {
-                int total = parameters.Sum(p => p.Grad.Length);
+                int total = FlatGradients.Length(parameters);
                 if (total == 0) return; // nothing to sum (and no operation: every rank has the same parameters)
                 if (_flat.Length != total) _flat = new float[total];
-                int at = 0;
-                foreach (var p in parameters)
-                {
-                    _backend.Download(p.Grad, _flat.AsSpan(at, p.Grad.Length));
-                    at += p.Grad.Length;
-                }
+                FlatGradients.Gather(_backend, parameters, _flat);
                 (_gradientPath ??= GradientPath()).AllReduce(_flat, total, _step);
-                at = 0;
-                foreach (var p in parameters)
-                {
-                    _backend.Upload(_flat.AsSpan(at, p.Grad.Length), p.Grad);
-                    at += p.Grad.Length;
-                }
+                FlatGradients.Scatter(_backend, _flat, parameters);
             }
         }
         catch (ClusterException e) when (Ring?.LostNeighbour == true)

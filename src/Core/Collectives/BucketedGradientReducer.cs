@@ -51,7 +51,7 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
     private sealed class Bucket(Parameter[] parameters)
     {
         public Parameter[] Parameters { get; } = parameters;
-        public float[] Buffer { get; } = new float[parameters.Sum(p => p.Grad.Length)];
+        public float[] Buffer { get; } = new float[FlatGradients.Length(parameters)];
         public int Pending;
     }
 
@@ -121,12 +121,7 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
         }
         foreach (var bucket in _buckets)
         {
-            int at = 0;
-            foreach (var p in bucket.Parameters)
-            {
-                _backend.Upload(bucket.Buffer.AsSpan(at, p.Grad.Length), p.Grad);
-                at += p.Grad.Length;
-            }
+            FlatGradients.Scatter(_backend, bucket.Buffer, bucket.Parameters);
         }
         Reset();
         ExposedSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
@@ -138,12 +133,7 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
         while (_nextToLaunch < _buckets.Length && (all || _buckets[_nextToLaunch].Pending <= 0))
         {
             var bucket = _buckets[_nextToLaunch];
-            int at = 0;
-            foreach (var p in bucket.Parameters)
-            {
-                _backend.Download(p.Grad, bucket.Buffer.AsSpan(at, p.Grad.Length));
-                at += p.Grad.Length;
-            }
+            FlatGradients.Gather(_backend, bucket.Parameters, bucket.Buffer);
             lock (_gate)
             {
                 _queue.Enqueue(_nextToLaunch);

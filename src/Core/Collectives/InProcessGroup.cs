@@ -69,21 +69,11 @@ public sealed class InProcessGroup
         public void SumGradients(IReadOnlyList<Parameter> parameters)
         {
             var backend = _backend ?? throw new InvalidOperationException("call WithBackend before SumGradients");
-            int total = parameters.Sum(p => p.Grad.Length);
+            int total = FlatGradients.Length(parameters);
             if (_flat.Length != total) _flat = new float[total];
-            int at = 0;
-            foreach (var p in parameters)
-            {
-                backend.Download(p.Grad, _flat.AsSpan(at, p.Grad.Length));
-                at += p.Grad.Length;
-            }
+            FlatGradients.Gather(backend, parameters, _flat);
             group.Reduce(rank, CollectiveKind.Gradients, -1, Span<double>.Empty, _flat);
-            at = 0;
-            foreach (var p in parameters)
-            {
-                backend.Upload(_flat.AsSpan(at, p.Grad.Length), p.Grad);
-                at += p.Grad.Length;
-            }
+            FlatGradients.Scatter(backend, _flat, parameters);
         }
     }
 
