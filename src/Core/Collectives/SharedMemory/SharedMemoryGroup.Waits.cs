@@ -40,28 +40,44 @@ public sealed unsafe partial class SharedMemoryGroup
     /// </summary>
     private void WaitChange(int* word, int seen, int* sleepers, long sequence, long step, CollectiveKind kind, int layer, bool leaderOnly)
     {
-        // Spin: on a host with a core per rank the others are running and arrive within microseconds;
-        // with more ranks than cores, yield at once so that the rank we wait for gets the core.
+        if (!SpinUntilChanged(word, seen)) SleepUntilChanged(word, seen, sleepers, sequence, step, kind, layer, leaderOnly);
+        // Fail moves every word on to wake its waiters: the change may be an abort, not the barrier.
+        ThrowIfAborted();
+    }
+
+    /// <summary>
+    /// Spins briefly for *word to move on from <paramref name="seen"/>: on a host with a core per rank
+    /// the others are running and arrive within microseconds; with more ranks than cores, yields at
+    /// once so that the rank waited for gets the core. The spin outlasts a futex wake-up (tens of µs
+    /// in a VM) and a chunk's work, so that a rank woken late does not find the other one asleep at
+    /// the next barrier in turn (see <see cref="ChunkFloats"/>).
+    /// </summary>
+    private bool SpinUntilChanged(int* word, int seen)
+    {
         if (_oversubscribed)
         {
             for (int i = 0; i < 8; i++)
             {
-                if (Volatile.Read(ref *word) != seen) return;
+                if (Volatile.Read(ref *word) != seen) return true;
                 Thread.Yield();
             }
+            return false;
         }
-        else
+        long spinUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 4_000; // 250 µs
+        do
         {
-            long spinUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 20_000; // 50 µs
-            do
+            for (int i = 0; i < 16; i++)
             {
-                for (int i = 0; i < 16; i++)
-                {
-                    if (Volatile.Read(ref *word) != seen) return;
-                    Thread.SpinWait(8);
-                }
-            } while (Stopwatch.GetTimestamp() < spinUntil);
-        }
+                if (Volatile.Read(ref *word) != seen) return true;
+                Thread.SpinWait(8);
+            }
+        } while (Stopwatch.GetTimestamp() < spinUntil);
+        return false;
+    }
+
+    /// <summary>Sleeps on the futex until *word moves on, with the deadline, abort and liveness checks.</summary>
+    private void SleepUntilChanged(int* word, int seen, int* sleepers, long sequence, long step, CollectiveKind kind, int layer, bool leaderOnly)
+    {
         long start = Stopwatch.GetTimestamp(), nextLiveness = start;
         long deadline = start + (long)((leaderOnly ? Timeout + Timeout : Timeout).TotalSeconds * Stopwatch.Frequency);
         while (true)
