@@ -40,7 +40,7 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
     private IFloatAllReduce? _gradientPath;
     private long _step, _stepStarted = Stopwatch.GetTimestamp();
     private double _statsAtStepStart, _gradientsAtStepStart;
-    private float[] _flat = [];
+    private FlatGradients? _flat; // the gradients summed after backward (without buckets), for the parameter list of the last call
     // Rank 0 on one host: the step's global statistics by layer, sent with the commit (buffers reused).
     private readonly List<(int Layer, double[] Values)> _stepStatistics = [];
     private int _stepStatisticsCount;
@@ -109,19 +109,42 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
 
     /// <summary>
     /// Where gradients are summed: the host's shared memory (then, on several hosts, the leaders'
-    /// ring), the TCP ring of all ranks, or the coordinator's hub.
+    /// ring), the TCP ring of all ranks, or the coordinator's hub. A host's leader hands the ring its
+    /// host's sum chunk by chunk, so the leader of a host of one rank does too.
     /// </summary>
     private IFloatAllReduce GradientPath() =>
         _gradientsInSharedMemory
             ? _hierarchical ? new HostThenLeaders(_host!, _host!.LocalRank == 0 ? Ring ?? throw NoRing() : null) : _host!
+            : _hierarchical && _host is null && Ring is { } leaders ? new InChunks(leaders, SharedMemoryGroup.ChunkFloats)
             : Ring is { } ring ? ring : _coordinator;
 
     private ClusterException NoRing() => new($"rank {Rank} leads its host but has no ring to the other hosts' leaders");
 
+    /// <summary>Sums through <paramref name="inner"/> in chunks of <paramref name="chunk"/> values: the leaders' ring as a host's leader uses it.</summary>
+    private sealed class InChunks(IFloatAllReduce inner, int chunk) : IFloatAllReduce
+    {
+        private readonly float[] _buffer = new float[chunk];
+
+        public void AllReduce(float[] buffer, int length, long step) => AllReduce(new FloatSegments(buffer.AsMemory(0, length)), step);
+
+        public void AllReduce(FloatSegments values, long step)
+        {
+            for (int offset = 0; offset < values.Length; offset += chunk)
+            {
+                int n = Math.Min(chunk, values.Length - offset);
+                values.CopyTo(offset, _buffer.AsSpan(0, n));
+                inner.AllReduce(_buffer, n, step);
+                values.CopyFrom(_buffer.AsSpan(0, n), offset);
+            }
+        }
+    }
+
     /// <summary>The host's sum in its shared memory, the hosts' sums around the leaders' ring.</summary>
     private sealed class HostThenLeaders(SharedMemoryGroup host, IFloatAllReduce? leaders) : IFloatAllReduce
     {
-        public void AllReduce(float[] buffer, int length, long step) => host.AllReduce(buffer.AsSpan(0, length), step, hierarchical: true, leaders);
+        public void AllReduce(float[] buffer, int length, long step) => host.AllReduce(new FloatSegments(buffer.AsMemory(0, length)), step, hierarchical: true, leaders);
+
+        public void AllReduce(FloatSegments values, long step) => host.AllReduce(values, step, hierarchical: true, leaders);
     }
 
     /// <summary>
@@ -201,12 +224,11 @@ public sealed class WorkerCollective : ICollective, IGradientReducer, ITimedColl
             }
             else
             {
-                int total = FlatGradients.Length(parameters);
-                if (total == 0) return; // nothing to sum (and no operation: every rank has the same parameters)
-                if (_flat.Length != total) _flat = new float[total];
-                FlatGradients.Gather(_backend, parameters, _flat);
-                (_gradientPath ??= GradientPath()).AllReduce(_flat, total, _step);
-                FlatGradients.Scatter(_backend, _flat, parameters);
+                if (!ReferenceEquals(_flat?.Parameters, parameters)) _flat = new FlatGradients(_backend, parameters);
+                if (_flat.Values.Length == 0) return; // nothing to sum (and no operation: every rank has the same parameters)
+                _flat.Gather();
+                (_gradientPath ??= GradientPath()).AllReduce(_flat.Values, _step);
+                _flat.Scatter();
             }
         }
         catch (ClusterException e) when (Ring?.LostNeighbour == true)

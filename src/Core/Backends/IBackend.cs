@@ -21,6 +21,13 @@ public interface IBackend : IDisposable
 
     void Download(Tensor source, Span<float> destination);
 
+    /// <summary>
+    /// The elements of <paramref name="tensor"/> where they lie, when that is host memory (the CPU
+    /// backend): a gradient transport then reads and writes them in place instead of through
+    /// <see cref="Download"/> and <see cref="Upload"/>. False for a device's tensors.
+    /// </summary>
+    bool TryGetHostMemory(Tensor tensor, out Memory<float> memory);
+
     void Fill(Tensor tensor, float value);
 
     void Copy(Tensor source, Tensor destination);

@@ -51,6 +51,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         Add("Download", start);
     }
 
+    public bool TryGetHostMemory(Tensor tensor, out Memory<float> memory) => inner.TryGetHostMemory(tensor, out memory);
+
     private void Add(string op, long start)
     {
         var (t, c) = _times.GetValueOrDefault(op);

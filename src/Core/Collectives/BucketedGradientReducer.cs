@@ -17,12 +17,14 @@ namespace BnDist.Core.Collectives;
 /// </para>
 /// <para>
 /// <b>Overlap.</b> The network calls <see cref="GradientsReady"/> after each layer's backward. When
-/// every parameter of the next bucket in order is ready, the training thread copies its gradients
-/// into the bucket's buffer (all backend calls stay on that thread) and hands the bucket to a
-/// communication thread, which sums it while backward goes on. Buckets are summed strictly in
+/// every parameter of the next bucket in order is ready, the training thread hands the bucket to a
+/// communication thread, which sums it while backward goes on with earlier layers. On the CPU
+/// backend the transport sums the gradients where they lie (<see cref="FlatGradients.InPlace"/>, as
+/// DDP's gradient_as_bucket_view); on a device the training thread first copies them into the
+/// bucket's host buffer (all backend calls stay on that thread). Buckets are summed strictly in
 /// index order, on every rank, so the sequence of all-reduces, and hence the result, is
 /// deterministic. <see cref="SumGradients"/> (after backward) hands over whatever is left, waits for
-/// the last bucket and copies the sums back into the gradients.
+/// the last bucket and copies device buckets' sums back into the gradients.
 /// </para>
 /// <para>
 /// A failure on the communication thread is rethrown by <see cref="SumGradients"/>; after it the
@@ -34,7 +36,6 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
     /// <summary>The default bucket size: small enough that a model of a few MiB has several buckets to overlap.</summary>
     public const int DefaultBucketBytes = 256 << 10;
 
-    private readonly IBackend _backend;
     private readonly IFloatAllReduce _transport;
     private readonly Bucket[] _buckets;
     private readonly Dictionary<Parameter, int> _bucketOf = new(ReferenceEqualityComparer.Instance);
@@ -48,17 +49,17 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
     private bool _stopping;
     private ExceptionDispatchInfo? _failure;
 
-    private sealed class Bucket(Parameter[] parameters)
+    private sealed class Bucket(IBackend backend, Parameter[] parameters)
     {
         public Parameter[] Parameters { get; } = parameters;
-        public float[] Buffer { get; } = new float[FlatGradients.Length(parameters)];
+        public FlatGradients Gradients { get; } = new(backend, parameters);
         public int Pending;
     }
 
     public BucketedGradientReducer(IBackend backend, Network network, IFloatAllReduce transport, int bucketBytes = DefaultBucketBytes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bucketBytes, sizeof(float));
-        (_backend, _transport, BucketBytes) = (backend, transport, bucketBytes);
+        (_transport, BucketBytes) = (transport, bucketBytes);
         var buckets = new List<Bucket>();
         var current = new List<Parameter>();
         long bytes = 0;
@@ -67,13 +68,13 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
             long size = (long)p.Grad.Length * sizeof(float);
             if (current.Count > 0 && bytes + size > bucketBytes)
             {
-                buckets.Add(new Bucket([.. current]));
+                buckets.Add(new Bucket(backend, [.. current]));
                 (current, bytes) = ([], 0);
             }
             current.Add(p);
             bytes += size;
         }
-        if (current.Count > 0) buckets.Add(new Bucket([.. current]));
+        if (current.Count > 0) buckets.Add(new Bucket(backend, [.. current]));
         _buckets = [.. buckets];
         for (int b = 0; b < _buckets.Length; b++)
             foreach (var p in _buckets[b].Parameters) _bucketOf[p] = b;
@@ -119,10 +120,7 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
             while (_done < _buckets.Length && _failure is null) Monitor.Wait(_gate);
             _failure?.Throw();
         }
-        foreach (var bucket in _buckets)
-        {
-            FlatGradients.Scatter(_backend, bucket.Buffer, bucket.Parameters);
-        }
+        foreach (var bucket in _buckets) bucket.Gradients.Scatter();
         Reset();
         ExposedSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
@@ -133,7 +131,7 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
         while (_nextToLaunch < _buckets.Length && (all || _buckets[_nextToLaunch].Pending <= 0))
         {
             var bucket = _buckets[_nextToLaunch];
-            FlatGradients.Gather(_backend, bucket.Parameters, bucket.Buffer);
+            bucket.Gradients.Gather();
             lock (_gate)
             {
                 _queue.Enqueue(_nextToLaunch);
@@ -165,7 +163,7 @@ public sealed class BucketedGradientReducer : IGradientReducer, IDisposable
             }
             try
             {
-                if (_failure is null) _transport.AllReduce(_buckets[b].Buffer, _buckets[b].Buffer.Length, step);
+                if (_failure is null) _transport.AllReduce(_buckets[b].Gradients.Values, step);
             }
             catch (Exception e)
             {

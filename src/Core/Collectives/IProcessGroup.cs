@@ -24,4 +24,17 @@ public interface IProcessGroup
 public interface IFloatAllReduce
 {
     void AllReduce(float[] buffer, int length, long step);
+
+    /// <summary>
+    /// Replaces <paramref name="values"/> by their sum over the group, where they lie. A transport that
+    /// needs one contiguous buffer gets it here (the values' own array when they are one, else a copy
+    /// in and out); shared memory reads and writes the segments directly.
+    /// </summary>
+    void AllReduce(FloatSegments values, long step)
+    {
+        var buffer = values.ContiguousBuffer(out bool isTheValues);
+        if (!isTheValues) values.CopyTo(0, buffer.AsSpan(0, values.Length));
+        AllReduce(buffer, values.Length, step);
+        if (!isTheValues) values.CopyFrom(buffer.AsSpan(0, values.Length), 0);
+    }
 }

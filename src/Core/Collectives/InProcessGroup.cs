@@ -43,7 +43,7 @@ public sealed class InProcessGroup
     public sealed class Member(InProcessGroup group, int rank) : ICollective, IGradientReducer, IProcessGroup, IFloatAllReduce
     {
         private IBackend? _backend;
-        private float[] _flat = [];
+        private FlatGradients? _flat;
 
         public int Rank => rank;
 
@@ -69,11 +69,10 @@ public sealed class InProcessGroup
         public void SumGradients(IReadOnlyList<Parameter> parameters)
         {
             var backend = _backend ?? throw new InvalidOperationException("call WithBackend before SumGradients");
-            int total = FlatGradients.Length(parameters);
-            if (_flat.Length != total) _flat = new float[total];
-            FlatGradients.Gather(backend, parameters, _flat);
-            group.Reduce(rank, CollectiveKind.Gradients, -1, Span<double>.Empty, _flat);
-            FlatGradients.Scatter(backend, _flat, parameters);
+            if (!ReferenceEquals(_flat?.Parameters, parameters)) _flat = new FlatGradients(backend, parameters);
+            _flat.Gather();
+            ((IFloatAllReduce)this).AllReduce(_flat.Values, step: 0);
+            _flat.Scatter();
         }
     }
 

@@ -79,10 +79,10 @@ public sealed class SharedMemoryGroupTests
     [InlineData(2)]
     [InlineData(3)]
     [InlineData(4)]
-    public void Gradient_sums_equal_the_hubs_rank_order_sum_bit_for_bit_in_chunks(int k)
+    public void Gradient_sums_equal_the_hubs_rank_order_sum_bit_for_bit_in_chunks_from_buffers_and_segments(int k)
     {
         // Lengths below, at and across the chunk size (and one that leaves a rank an empty part).
-        int[] lengths = [1, 2, 1000, SharedMemoryGroup.FloatCapacity, 2 * SharedMemoryGroup.FloatCapacity + 12345, 7];
+        int[] lengths = [1, 2 * SharedMemoryGroup.ChunkFloats + 12345, 1000, SharedMemoryGroup.ChunkFloats, 2, 7];
         float Value(int rank, int op, int i) => MathF.ScaleB(MathF.Sin(rank * 7919 + op * 31 + i * 0.37f), (rank * 5 + i) % 24 - 12);
         var results = new float[k][][];
         var errors = RunRanks(k, TimeSpan.FromSeconds(30), group =>
@@ -93,7 +93,17 @@ public sealed class SharedMemoryGroupTests
             {
                 var values = new float[lengths[op]];
                 for (int i = 0; i < values.Length; i++) values[i] = Value(rank, op, i);
-                group.AllReduce(values, step: op);
+                if (op % 2 == 0)
+                {
+                    group.AllReduce(values, step: op);
+                }
+                else
+                {
+                    // Where gradients lie on the CPU backend: in segments (some empty, some across chunks).
+                    int third = values.Length / 3;
+                    group.AllReduce(new FloatSegments(values.AsMemory(0, third), Memory<float>.Empty, values.AsMemory(third, third),
+                        values.AsMemory(2 * third)), step: op);
+                }
                 results[rank][op] = values;
                 // BN statistics interleave with gradients on the same barriers.
                 var stats = new double[] { rank, 1 };
@@ -119,7 +129,7 @@ public sealed class SharedMemoryGroupTests
     public void Gradients_on_several_hosts_reach_every_rank_with_the_other_hosts_sum()
     {
         // The other host's sum is 100 + i; the leader's "ring" adds it to this host's, in chunks.
-        int n = SharedMemoryGroup.FloatCapacity + 5;
+        int n = SharedMemoryGroup.ChunkFloats + 5;
         var errors = RunRanks(3, TimeSpan.FromSeconds(30), group =>
         {
             var values = new float[n];
@@ -152,9 +162,30 @@ public sealed class SharedMemoryGroupTests
             Assert.IsType<CollectiveException>(errors[1]).Message);
     }
 
-    private sealed class BrokenRing : IFloatAllReduce
+    private sealed class BrokenRing(TimeSpan after = default) : IFloatAllReduce
     {
-        public void AllReduce(float[] buffer, int length, long step) => throw new IOException("the ring broke");
+        public void AllReduce(float[] buffer, int length, long step)
+        {
+            long until = Stopwatch.GetTimestamp() + (long)(after.TotalSeconds * Stopwatch.Frequency);
+            while (Stopwatch.GetTimestamp() < until) Thread.SpinWait(10);
+            throw new IOException("the ring broke");
+        }
+    }
+
+    [Fact]
+    public void A_rank_waiting_at_a_barrier_when_another_fails_throws_the_reason_instead_of_passing()
+    {
+        // Fail moves the barrier words on to wake the waiters; a rank still spinning (not yet asleep)
+        // used to take that for the barrier and return with its host's sum for the global one. Here
+        // rank 1 waits for its leader to bring the other hosts' sum, which fails after 0.1–0.3 ms,
+        // within rank 1's spin.
+        for (int attempt = 0; attempt < 20; attempt++)
+        {
+            var errors = RunRanks(2, TimeSpan.FromSeconds(20), group =>
+                group.AllReduce(new float[10], 5, hierarchical: true, group.LocalRank == 0 ? new BrokenRing(TimeSpan.FromMilliseconds(0.1 * (attempt % 3 + 1))) : null));
+            Assert.IsType<IOException>(errors[0]);
+            Assert.Contains("the ring broke", Assert.IsType<CollectiveException>(errors[1]).Message);
+        }
     }
 
     [Fact]

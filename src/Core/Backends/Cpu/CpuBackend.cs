@@ -42,6 +42,12 @@ public sealed unsafe partial class CpuBackend : IBackend
         D(source).AsSpan().CopyTo(destination);
     }
 
+    public bool TryGetHostMemory(Tensor tensor, out Memory<float> memory)
+    {
+        memory = D(tensor);
+        return true;
+    }
+
     public void Fill(Tensor tensor, float value) => D(tensor).AsSpan().Fill(value);
 
     public void Copy(Tensor source, Tensor destination)

@@ -142,6 +142,12 @@ public sealed partial class IlgpuBackend : IBackend
         if (destination.Length > 0) V(source).CopyToCPU(destination);
     }
 
+    public bool TryGetHostMemory(Tensor tensor, out Memory<float> memory)
+    {
+        memory = default;
+        return false;
+    }
+
     public void Fill(Tensor tensor, float value)
     {
         var v = V(tensor);

@@ -48,14 +48,18 @@ public sealed unsafe partial class SharedMemoryGroup : IProcessGroup, IFloatAllR
     /// <summary>Doubles per slot: BN statistics of up to 32,767 channels.</summary>
     public const int Capacity = 1 << 16;
 
-    /// <summary>Floats per gradient slot (4 MiB): longer gradients go through in chunks of this many.</summary>
-    public const int FloatCapacity = 1 << 20;
+    /// <summary>
+    /// Floats per gradient slot (1 MiB): longer gradients go through in chunks of this many. A chunk,
+    /// its sum and its result stay in the caches between copy-in, sum and copy-out; measured at 16 MiB,
+    /// K = 2 (bench/RESULTS.md): chunks of 256 Ki and 128 Ki floats 2.25 ms, 64 Ki 2.9 ms, 1 Mi 3.0 ms.
+    /// </summary>
+    public const int ChunkFloats = 1 << 18;
 
     private const long Magic = 0x31304D48535A4E42; // "BNZSHM01"
     private const int HeaderBytes = 4096, Line = 64, SlotHeaderBytes = 64, ReasonBytes = 2048;
     private const int SlotBytes = SlotHeaderBytes + Capacity * sizeof(double);
     private const int RankBlockBytes = (Line + 2 * SlotBytes + 4095) / 4096 * 4096;
-    private const int FloatSlotBytes = SlotHeaderBytes + FloatCapacity * sizeof(float);
+    private const int FloatSlotBytes = SlotHeaderBytes + ChunkFloats * sizeof(float);
     // Header fields.
     private const int OffMagic = 0, OffSize = 8, OffCapacity = 12, OffAttached = 16;
     private const int OffArrived = 1 * Line, OffGeneration = 2 * Line, OffSleepers = 3 * Line;
@@ -86,7 +90,7 @@ public sealed unsafe partial class SharedMemoryGroup : IProcessGroup, IFloatAllR
         (_file, _view, Path, LocalRank, _ranks, Timeout) = (file, view, path, localRank, ranks, timeout);
         _base = @base;
         _pids = new int[ranks.Length];
-        _oversubscribed = ranks.Length > Environment.ProcessorCount;
+        _oversubscribed = ranks.Length > HostProcessors.Online;
     }
 
     /// <summary>Whether this platform has what the group needs (Linux, /dev/shm, futex).</summary>
