@@ -325,4 +325,31 @@ public sealed class SharedMemoryGroupTests
         Assert.Contains("rank(s) 5 did not attach", error.Message);
         File.Delete(path);
     }
+
+    [SkippableFact]
+    public void A_shared_memory_without_room_for_the_segment_is_named_at_attach_not_a_crash_later()
+    {
+        // A 1 MiB tmpfs, as a container's small /dev/shm: mounting needs root (CI runs as root).
+        Skip.IfNot(OperatingSystem.IsLinux() && Environment.UserName == "root", "mounting a small tmpfs needs root on Linux");
+        string dir = Path.Combine(Path.GetTempPath(), $"bndist-small-shm-{Guid.NewGuid():n}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            using (var mount = Process.Start("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]))
+            {
+                mount.WaitForExit();
+                Skip.If(mount.ExitCode != 0, "could not mount a tmpfs");
+            }
+            string path = Path.Combine(dir, "bndist-test-segment");
+            var error = Assert.Throws<CollectiveException>(() => SharedMemoryGroup.Attach(path, 0, [0, 1], TimeSpan.FromSeconds(5)));
+            Assert.Contains($"{dir} has no room for the run's shared-memory segment", error.Message);
+            Assert.Contains("--stats-transport grpc", error.Message);
+            Assert.False(File.Exists(path), "the segment file was left behind");
+        }
+        finally
+        {
+            using (var umount = Process.Start("umount", [dir])) umount.WaitForExit();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

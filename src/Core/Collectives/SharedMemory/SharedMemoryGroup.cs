@@ -55,7 +55,7 @@ public sealed unsafe partial class SharedMemoryGroup : IProcessGroup, IFloatAllR
     /// </summary>
     public const int ChunkFloats = 1 << 18;
 
-    private const long Magic = 0x31304D48535A4E42; // "BNZSHM01"
+    private const long Magic = 0x32304D48535A4E42; // "BNZSHM02": 1 MiB gradient slots
     private const int HeaderBytes = 4096, Line = 64, SlotHeaderBytes = 64, ReasonBytes = 2048;
     private const int SlotBytes = SlotHeaderBytes + Capacity * sizeof(double);
     private const int RankBlockBytes = (Line + 2 * SlotBytes + 4095) / 4096 * 4096;
@@ -139,7 +139,20 @@ public sealed unsafe partial class SharedMemoryGroup : IProcessGroup, IFloatAllR
             // FileShare.Delete: local rank 0 unlinks it while the others still hold it.
             using var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
             if (stream.Length < bytes) stream.SetLength(bytes); // the same length from every rank: idempotent
+            if (!SegmentSpace.TryReserve(stream.SafeFileHandle, bytes))
+            {
+                string directory = System.IO.Path.GetDirectoryName(path) ?? "/dev/shm";
+                string free = SegmentSpace.Free(directory) is { } f ? $"{f / (1 << 20)} MiB free" : "free space unknown";
+                throw new CollectiveException($"rank {ranks[localRank]}: {directory} has no room for the run's shared-memory segment " +
+                    $"({(bytes + (1 << 20) - 1) >> 20} MiB for {ranks.Count} ranks; {free}): give it more (docker run --shm-size) or use --stats-transport grpc");
+            }
             file = MemoryMappedFile.CreateFromFile(stream, null, bytes, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
+        }
+        catch (CollectiveException)
+        {
+            // No room: the file holds nothing yet, and the ranks that opened it fail at their deadline.
+            try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            throw;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
