@@ -49,8 +49,9 @@ public sealed unsafe partial class SharedMemoryGroup
     /// Spins briefly for *word to move on from <paramref name="seen"/>: on a host with a core per rank
     /// the others are running and arrive within microseconds; with more ranks than cores, yields at
     /// once so that the rank waited for gets the core. The spin outlasts a futex wake-up (tens of µs
-    /// in a VM) and a chunk's work, so that a rank woken late does not find the other one asleep at
-    /// the next barrier in turn (see <see cref="ChunkFloats"/>).
+    /// in a VM) and a gradient chunk's work, so that a rank woken late is less likely to find the
+    /// other one asleep at the next barrier in turn: with 50 µs, 16 MiB of gradients took 8–10 ms in a
+    /// disturbed round where 1 ms of spin took 2.5–5.6 (bench/RESULTS.md, issue 13).
     /// </summary>
     private bool SpinUntilChanged(int* word, int seen)
     {
