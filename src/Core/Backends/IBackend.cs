@@ -94,25 +94,25 @@ public interface IBackend : IDisposable
     /// </summary>
     void ChannelShiftedSums(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, Span<double> sums);
 
-    /// <summary>
-    /// Elementwise normalize: x̂ = ((x − k_c) − d_c)·invStd_c, y = γ_c·x̂ + β_c, where d_c is the
-    /// global mean minus the shift k_c (small, so it survives float32).
-    /// </summary>
-    void BatchNormNormalize(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, ReadOnlySpan<float> meanMinusShift,
-        ReadOnlySpan<float> invStd, Tensor gamma, Tensor beta, Tensor xhat, Tensor y);
-
-    /// <summary>Backward reduce: sums[c] = Σ g, sums[C + c] = Σ g·x̂, in float64.</summary>
-    void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums);
+    /// <summary>Elementwise normalize: y = the map of <paramref name="transform"/> (γ·x̂ + β, then the ReLU if fused).</summary>
+    void BatchNormNormalize(in ChannelLayout layout, Tensor x, in BatchNormTransform transform, Tensor y);
 
     /// <summary>
-    /// Backward elementwise: dx = γ_c·invStd_c·(g − meanDy_c − x̂·meanDyXhat_c), the means taken
-    /// over the global batch (dβ/m and dγ/m of docs/architecture.md §1).
+    /// Backward reduce: sums[c] = Σ g, sums[C + c] = Σ g·x̂, in float64, with x̂ recomputed from x and g = dy
+    /// (masked where the fused ReLU was off).
     /// </summary>
-    void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor xhat, Tensor gamma, ReadOnlySpan<float> invStd,
+    void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor x, in BatchNormTransform transform, Span<double> sums);
+
+    /// <summary>
+    /// Backward elementwise: dx = γ_c·invStd_c·(g − meanDy_c − x̂·meanDyXhat_c), x̂ and g as in
+    /// <see cref="BatchNormBackwardSums"/>, the means taken over the global batch (dβ/m and dγ/m of
+    /// docs/architecture.md §1).
+    /// </summary>
+    void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor x, in BatchNormTransform transform,
         ReadOnlySpan<float> meanDy, ReadOnlySpan<float> meanDyXhat, Tensor dx);
 
-    /// <summary>Inference: y = a_c·x + b_c.</summary>
-    void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y);
+    /// <summary>Inference: y = a_c·x + b_c, then max(y, 0) when <paramref name="relu"/>.</summary>
+    void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, bool relu, Tensor y);
 
     // ---- group norm (per sample: no cross-sample reduction) -------------------------------
 
