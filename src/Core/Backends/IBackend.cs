@@ -61,6 +61,9 @@ public interface IBackend : IDisposable
     /// <summary>y = a + b elementwise; y may be a or b (accumulation where a tensor fans out).</summary>
     void Add(Tensor a, Tensor b, Tensor y);
 
+    /// <summary>y = max(a + b, 0) elementwise (a residual sum and the ReLU after it); y may be a or b.</summary>
+    void AddRelu(Tensor a, Tensor b, Tensor y);
+
     /// <summary>y = a·b elementwise; y may be a or b (dropout's backward: dx = dy·mask).</summary>
     void Multiply(Tensor a, Tensor b, Tensor y);
 

@@ -101,6 +101,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
 
     public void Add(Tensor a, Tensor b, Tensor y) => Time("Add", () => inner.Add(a, b, y));
 
+    public void AddRelu(Tensor a, Tensor b, Tensor y) => Time("Add + ReLU", () => inner.AddRelu(a, b, y));
+
     public void Multiply(Tensor a, Tensor b, Tensor y) => Time("Multiply", () => inner.Multiply(a, b, y));
 
     public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)

@@ -3,10 +3,11 @@ using BnDist.Core.Layers;
 namespace BnDist.Core.Models;
 
 /// <summary>
-/// The one fusion of the model builder: a ReLU that directly follows a batch norm in a sequence becomes
+/// The fusions of the model builder: a ReLU that directly follows a batch norm in a sequence becomes
 /// part of it (<see cref="BatchNorm.FusedRelu"/>), so that normalize and ReLU are one pass over memory
 /// forward and the ReLU's mask is applied inside the batch norm's backward passes instead of in a pass of
-/// its own. Nothing a user or a peer sees changes: the ReLU holds no tensors and its position in the
+/// its own; a ReLU that follows a residual block becomes part of its sum (<see cref="Residual.FusedRelu"/>,
+/// one pass forward). Nothing a user or a peer sees changes: the ReLU holds no tensors and its position in the
 /// sequence still counts for the names of the children after it (names are given before fusing), the
 /// batch norms keep their order (their collectives' numbering), and the sums they exchange are the same.
 /// The results are the same bits: the fused stages compute the ReLU's input and its mask as the separate
@@ -22,15 +23,22 @@ public static class LayerFusion
     /// <summary>Whether builds fuse by default: true unless the environment sets BNDIST_FUSE=0.</summary>
     public static bool Enabled { get; } = Environment.GetEnvironmentVariable("BNDIST_FUSE") != "0";
 
-    /// <summary>Fuses every batch norm + ReLU pair of <paramref name="modules"/> (one sequence, in order), in place.</summary>
+    /// <summary>Fuses every batch norm + ReLU and residual block + ReLU pair of <paramref name="modules"/> (one sequence, in order), in place.</summary>
     public static void Apply(List<Module> modules)
     {
         for (int i = modules.Count - 1; i > 0; i--)
         {
-            if (modules[i] is Relu && modules[i - 1] is BatchNorm { FusedRelu: false } bn)
+            if (modules[i] is not Relu) continue;
+            switch (modules[i - 1])
             {
-                bn.FusedRelu = true;
-                modules.RemoveAt(i);
+                case BatchNorm { FusedRelu: false } bn:
+                    bn.FusedRelu = true;
+                    modules.RemoveAt(i);
+                    break;
+                case Residual { FusedRelu: false } block:
+                    block.FusedRelu = true;
+                    modules.RemoveAt(i);
+                    break;
             }
         }
     }

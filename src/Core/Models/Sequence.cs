@@ -185,7 +185,9 @@ public sealed class Sequence
             var block = new Layers.Residual(c.Backend, new Layers.Sequential(bodyModules), projection);
             if (then is null) return block;
             shape = block.OutputShape(inputShape);
-            return new Layers.Sequential([block, .. then.BuildChildren(c, path, ref shape)]);
+            List<Module> chain = [block, .. then.BuildChildren(c, path, ref shape)];
+            if (c.Fuse) LayerFusion.Apply(chain);
+            return chain.Count == 1 ? block : new Layers.Sequential(chain);
         }
     }
 

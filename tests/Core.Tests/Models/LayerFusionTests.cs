@@ -41,7 +41,9 @@ public sealed class LayerFusionTests : IDisposable
         Assert.Equal(plain.BatchNorms.Select(b => (b.Name, b.LayerIndex)), fused.BatchNorms.Select(b => (b.Name, b.LayerIndex)));
         Assert.Equal(["bn1", "block1.bn1", "block2.bn1", "bn3"], fused.BatchNorms.Where(b => b.FusedRelu).Select(b => b.Name));
         Assert.Equal(6, plain.Layers.OfType<Relu>().Count());
-        Assert.Equal(2, fused.Layers.OfType<Relu>().Count()); // the ReLUs after the residual sums stay
+        Assert.Empty(fused.Layers.OfType<Relu>());
+        Assert.Equal(2, Residuals(fused.Root).Count(r => r.FusedRelu));
+        Assert.DoesNotContain(Residuals(plain.Root), r => r.FusedRelu);
     }
 
     [Fact]
@@ -55,6 +57,9 @@ public sealed class LayerFusionTests : IDisposable
         foreach (var (name, values) in statePlain)
             Assert.True(values.SequenceEqual(stateFused[name]), $"{name} differs");
     }
+
+    private static IEnumerable<Residual> Residuals(Module m) =>
+        (m is Residual r ? [r] : Enumerable.Empty<Residual>()).Concat(m.Children.SelectMany(Residuals));
 
     /// <summary>Forward, loss, backward and the eval forward of one batch: the loss gradient, every gradient and the eval logits.</summary>
     private (float[] DLogits, Dictionary<string, float[]> State) Step(bool fuse, int n)

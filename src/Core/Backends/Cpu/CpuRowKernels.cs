@@ -112,6 +112,27 @@ internal static class CpuRowKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe double Reduce8(double* l) => ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 
+    /// <summary>y = max(a + b, 0) (NaN stays NaN); y may be a or b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddRelu(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y)
+    {
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float br = ref MemoryMarshal.GetReference(b);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        int n = a.Length, i = 0;
+        if (IsAvx512)
+            for (; i + 16 <= n; i += 16)
+                Vector512.Max(Vector512.LoadUnsafe(ref ar, (nuint)i) + Vector512.LoadUnsafe(ref br, (nuint)i), Vector512<float>.Zero).StoreUnsafe(ref yr, (nuint)i);
+        else if (IsAvx2)
+            for (; i + 8 <= n; i += 8)
+                Vector256.Max(Vector256.LoadUnsafe(ref ar, (nuint)i) + Vector256.LoadUnsafe(ref br, (nuint)i), Vector256<float>.Zero).StoreUnsafe(ref yr, (nuint)i);
+        else if (IsVector128)
+            for (; i + 4 <= n; i += 4)
+                Vector128.Max(Vector128.LoadUnsafe(ref ar, (nuint)i) + Vector128.LoadUnsafe(ref br, (nuint)i), Vector128<float>.Zero).StoreUnsafe(ref yr, (nuint)i);
+        for (; i < n; i++)
+            Unsafe.Add(ref yr, i) = MathF.Max(Unsafe.Add(ref ar, i) + Unsafe.Add(ref br, i), 0f);
+    }
+
     /// <summary>dx = dy where y &gt; 0 (y is the ReLU output), else 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ReluBackward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)

@@ -38,7 +38,7 @@ public sealed partial class IlgpuBackend : IBackend
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _maxPool;
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _maxPoolBackward;
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _avgPool, _avgPoolBackward;
-    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _add, _multiply;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _add, _addRelu, _multiply;
     private readonly Action<KernelConfig, int, ChannelSlice, ArrayView<float>, ArrayView<float>> _copyChannels;
     private readonly Action<KernelConfig, int, int, ArrayView<float>, ArrayView<float>> _globalAvgPool, _globalAvgPoolBackward;
     private readonly Action<KernelConfig, int, int, float, float, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _dropout;
@@ -91,6 +91,7 @@ public sealed partial class IlgpuBackend : IBackend
             _avgPool = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.AvgForward);
             _avgPoolBackward = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.AvgBackward);
             _add = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Add);
+            _addRelu = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.AddRelu);
             _multiply = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Multiply);
             _copyChannels = a.LoadStreamKernel<int, ChannelSlice, ArrayView<float>, ArrayView<float>>(GraphKernels.CopyChannels);
             _globalAvgPool = a.LoadStreamKernel<int, int, ArrayView<float>, ArrayView<float>>(GraphKernels.GlobalAvgForward);

@@ -111,12 +111,13 @@ public sealed unsafe class CpuRowKernelsTests
         float[] x = Values(n, 5), y = Values(n, 6), dy = Values(n, 7);
         var m = Map(relu);
         const float a = 1.3f, b = -0.7f, c = 0.2f;
-        float[] outY = new float[n], dx = new float[n], aff = new float[n], reluDx = new float[n], sig = new float[n];
+        float[] outY = new float[n], dx = new float[n], aff = new float[n], reluDx = new float[n], sig = new float[n], sumRelu = new float[n];
         CpuBatchNormRows.Normalize(x, outY, m);
         CpuBatchNormRows.BackwardInput(dy, x, dx, m, a, b, c);
         CpuBatchNormRows.Affine(x, aff, m.Gamma, m.Beta, relu);
         CpuRowKernels.ReluBackward(y, dy, reluDx);
         CpuRowKernels.SigmoidBackward(y, dy, sig);
+        CpuRowKernels.AddRelu(x, y, sumRelu);
         float Relu(float v) => relu ? MathF.Max(v, 0f) : v;
         for (int i = 0; i < n; i++)
         {
@@ -129,7 +130,13 @@ public sealed unsafe class CpuRowKernelsTests
             Same(Relu(CpuRowKernels.MulAdd(m.Gamma, x[i], m.Beta)), aff[i], "affine", i);
             Same(y[i] > 0f ? dy[i] : 0f, reluDx[i], "relu backward", i);
             Same(dy[i] * y[i] * (1f - y[i]), sig[i], "sigmoid backward", i);
+            Same(MathF.Max(x[i] + y[i], 0f), sumRelu[i], "add + relu", i);
         }
+        // the fused sum + ReLU gives the bits of the two separate passes
+        float[] separate = new float[n];
+        System.Numerics.Tensors.TensorPrimitives.Add(x, y, separate);
+        CpuElementwise.Relu(separate, separate);
+        Assert.Equal(separate, sumRelu);
     }
 
     private static ChannelMap Map(bool relu) => new(0.25f, -0.125f, 1.7f, 0.9f, -0.3f, relu);
