@@ -199,7 +199,7 @@ internal static unsafe class CpuConv
         public int* PhaseOffsets;
 
         /// <summary>Whether this call pads samples (<see cref="CpuDirectConv.Pad"/>) into the slots' padded buffers.</summary>
-        private bool UsesPadded => _backward ? Direct || DirectWeights : DirectForward;
+        private bool UsesPadded => _backward ? Direct || DirectWeights || StridedDirect : DirectForward;
 
         public void Set(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws, bool backward, int items)
         {
@@ -229,6 +229,8 @@ internal static unsafe class CpuConv
             long columns = !needsColumns ? 0
                 : !_backward || !DirectWeights ? _g.PatchSize * hw
                 : (long)_group * _dyTSize + (Direct ? 0 : _g.PatchSize * hw);
+            if (StridedDirect) // the four phases of dx (past the group's dyᵀ), ≤ PatchSize·hw for K = 3
+                columns = Math.Max(columns, (_backward && DirectWeights ? (long)_group * _dyTSize : 0) + 4L * _g.InChannels * hw);
             _ws!.EnsureColumns(Math.Max(slots, 1), columns);
             if (UsesPadded)
             {
@@ -365,7 +367,7 @@ internal static unsafe class CpuConv
                 CpuDirectConv.Correlate(_g, cout, _g.InChannels, padded, (float*)PackedW, _offsets, null, dx);
                 return;
             }
-            if (StridedDirect) // col (past the group's dyᵀ) holds Cin·K²·OH·OW ≥ the four phases' 4·Cin·OH·OW
+            if (StridedDirect) // col (past the group's dyᵀ, if any) holds the four phases' 4·Cin·OH·OW
             {
                 CpuDirectConv.StridedInputGradient(_g, dy, padded, (float*)PackedW, PhaseOffsets, col, dx);
                 return;

@@ -3,17 +3,18 @@ using System.Runtime.CompilerServices;
 namespace BnDist.Core.Backends.Cpu;
 
 /// <summary>
-/// The input gradient of a stride-2 convolution with K = 2·pad + 1 and an even input (resnet20's downsampling 3×3:
-/// 28×28 → 14×14, 14×14 → 7×7) as four stride-1 correlations of dy, one per parity of the input position
-/// (polyphase): no column matrix, no col2im.
+/// The input gradient of a stride-2 convolution with K = 2·pad + 1 and an even input (resnet20's downsampling 3×3
+/// and 1×1 shortcuts: 28×28 → 14×14, 14×14 → 7×7) as four stride-1 correlations of dy, one per parity of the
+/// input position (polyphase): no column matrix, no col2im.
 /// </summary>
 /// <remarks>
 /// <para>
 /// dx[ci, iy, ix] = Σ w[co, ci, ky, kx]·dy[co, oy, ox] over iy = 2·oy − pad + ky, ix likewise. For iy = 2a + py only
 /// the ky with ky ≡ py + pad (mod 2) reach it, from oy = a + (py + pad − ky)/2: a correlation of dy over its own
 /// OH × OW grid with the taps of that parity (K = 3: 1 for py = 0, 2 for py = 1; 9 over the four phases, as many
-/// FMAs as the forward pass). dy is copied into a zero-bordered buffer of border pad, so taps past its edge read
-/// zeros; each phase is computed by <see cref="Correlate"/> into [Cin, OH·OW] and the four are interleaved into dx.
+/// FMAs as the forward pass; K = 1: the one tap of phase (0, 0), the other phases are zero). dy is copied into a
+/// zero-bordered buffer of border pad, so taps past its edge read zeros; each phase is computed by
+/// <see cref="Correlate"/> into [Cin, OH·OW] and the four are interleaved into dx.
 /// </para>
 /// <para>
 /// Every element of dx is one FMA chain over its phase's rows (co, then taps in increasing ky, kx), from zero: the
@@ -22,10 +23,10 @@ namespace BnDist.Core.Backends.Cpu;
 /// </remarks>
 internal static unsafe partial class CpuDirectConv
 {
-    /// <summary>Whether the input gradient of <paramref name="g"/> runs here: stride 2, K = 3, pad 1, an even input whose
-    /// forward pass runs directly (so do its weight gradient and its padded buffers).</summary>
+    /// <summary>Whether the input gradient of <paramref name="g"/> runs here: stride 2, K = 3 with pad 1 or K = 1 with pad 0,
+    /// an even input, a forward pass that runs directly.</summary>
     public static bool SupportsStridedInputGradient(in ConvGeometry g) =>
-        SupportsWeightGradient(g) && g.Stride == 2 && g.KernelW == 3 && g.Padding == 1 && g.Height % 2 == 0 && g.Width % 2 == 0;
+        SupportsForward(g) && g.Stride == 2 && (g.KernelH, g.Padding) is (3, 1) or (1, 0) && g.Height % 2 == 0 && g.Width % 2 == 0;
 
     /// <summary>The taps (ky or kx) of parity p, in increasing order.</summary>
     private static int Taps(in ConvGeometry g, int p, Span<int> taps)
@@ -74,14 +75,20 @@ internal static unsafe partial class CpuDirectConv
     public static void StridedInputGradient(in ConvGeometry g, float* dy, float* padded, float* packed, int* offsets, float* phases, float* dx)
     {
         int oh = g.OutHeight, ow = g.OutWidth, p = g.Padding, cin = g.InChannels, ld = PaddedChannels(cin);
-        var dyGeometry = new ConvGeometry(1, g.OutChannels, oh, ow, cin, g.KernelH, g.KernelW, 1, p);
-        Pad(dyGeometry, g.OutChannels, dy, padded);
+        if (p > 0)
+            Pad(new ConvGeometry(1, g.OutChannels, oh, ow, cin, g.KernelH, g.KernelW, 1, p), g.OutChannels, dy, padded);
+        else
+            padded = dy; // no border to read
         Span<int> taps = stackalloc int[g.KernelH];
         int row = 0, size = oh * ow;
         for (int phase = 0; phase < 4; phase++)
         {
             int rows = g.OutChannels * Taps(g, phase >> 1, taps) * Taps(g, phase & 1, taps);
-            Correlate<One>(oh, ow, ow + 2 * p, rows, cin, padded, packed + (long)row * ld, offsets + row, null, phases + (long)phase * cin * size);
+            float* y = phases + (long)phase * cin * size;
+            if (rows == 0) // no tap reaches this parity (K = 1)
+                new Span<float>(y, cin * size).Clear();
+            else
+                Correlate<One>(oh, ow, ow + 2 * p, rows, cin, padded, packed + (long)row * ld, offsets + row, null, y);
             row += rows;
         }
         Interleave(cin, oh, ow, phases, dx);
