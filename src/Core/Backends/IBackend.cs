@@ -64,6 +64,12 @@ public interface IBackend : IDisposable
     /// <summary>y = max(a + b, 0) elementwise (a residual sum and the ReLU after it); y may be a or b.</summary>
     void AddRelu(Tensor a, Tensor b, Tensor y);
 
+    /// <summary>
+    /// dx = a + b where y &gt; 0, else 0: a sum of gradients passed back through the ReLU whose output is y (a residual
+    /// block's input gradient, when its input is the previous block's ReLU output); dx may be a or b.
+    /// </summary>
+    void AddReluBackward(Tensor a, Tensor b, Tensor y, Tensor dx);
+
     /// <summary>y = a·b elementwise; y may be a or b (dropout's backward: dx = dy·mask).</summary>
     void Multiply(Tensor a, Tensor b, Tensor y);
 

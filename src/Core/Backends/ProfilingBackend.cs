@@ -103,6 +103,9 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
 
     public void AddRelu(Tensor a, Tensor b, Tensor y) => Time("Add + ReLU", () => inner.AddRelu(a, b, y));
 
+    public void AddReluBackward(Tensor a, Tensor b, Tensor y, Tensor dx) =>
+        Time("Add + ReLU backward", () => inner.AddReluBackward(a, b, y, dx));
+
     public void Multiply(Tensor a, Tensor b, Tensor y) => Time("Multiply", () => inner.Multiply(a, b, y));
 
     public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)

@@ -44,6 +44,8 @@ public sealed class LayerFusionTests : IDisposable
         Assert.Empty(fused.Layers.OfType<Relu>());
         Assert.Equal(2, Residuals(fused.Root).Count(r => r.FusedRelu));
         Assert.DoesNotContain(Residuals(plain.Root), r => r.FusedRelu);
+        // block2's input is block1's ReLU output: block2 passes its input gradient back through that ReLU
+        Assert.Equal([(true, false), (false, true)], Residuals(fused.Root).Select(r => (r.GradientArrivesMasked, r.InputFromRelu)));
     }
 
     [Fact]

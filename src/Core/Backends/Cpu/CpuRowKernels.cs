@@ -133,6 +133,31 @@ internal static class CpuRowKernels
             Unsafe.Add(ref yr, i) = MathF.Max(Unsafe.Add(ref ar, i) + Unsafe.Add(ref br, i), 0f);
     }
 
+    /// <summary>dx = a + b where y &gt; 0, else 0: the bits of a sum then <see cref="ReluBackward"/>; dx may be a or b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddReluBackward(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> y, Span<float> dx)
+    {
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float br = ref MemoryMarshal.GetReference(b);
+        ref float ys = ref MemoryMarshal.GetReference(y);
+        ref float ds = ref MemoryMarshal.GetReference(dx);
+        int n = a.Length, i = 0;
+        if (IsAvx512)
+            for (; i + 16 <= n; i += 16)
+                (Vector512.GreaterThan(Vector512.LoadUnsafe(ref ys, (nuint)i), Vector512<float>.Zero)
+                    & (Vector512.LoadUnsafe(ref ar, (nuint)i) + Vector512.LoadUnsafe(ref br, (nuint)i))).StoreUnsafe(ref ds, (nuint)i);
+        else if (IsAvx2)
+            for (; i + 8 <= n; i += 8)
+                (Vector256.GreaterThan(Vector256.LoadUnsafe(ref ys, (nuint)i), Vector256<float>.Zero)
+                    & (Vector256.LoadUnsafe(ref ar, (nuint)i) + Vector256.LoadUnsafe(ref br, (nuint)i))).StoreUnsafe(ref ds, (nuint)i);
+        else if (IsVector128)
+            for (; i + 4 <= n; i += 4)
+                (Vector128.GreaterThan(Vector128.LoadUnsafe(ref ys, (nuint)i), Vector128<float>.Zero)
+                    & (Vector128.LoadUnsafe(ref ar, (nuint)i) + Vector128.LoadUnsafe(ref br, (nuint)i))).StoreUnsafe(ref ds, (nuint)i);
+        for (; i < n; i++)
+            Unsafe.Add(ref ds, i) = Unsafe.Add(ref ys, i) > 0f ? Unsafe.Add(ref ar, i) + Unsafe.Add(ref br, i) : 0f;
+    }
+
     /// <summary>dx = dy where y &gt; 0 (y is the ReLU output), else 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ReluBackward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)

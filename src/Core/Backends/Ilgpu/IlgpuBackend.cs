@@ -39,6 +39,7 @@ public sealed partial class IlgpuBackend : IBackend
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _maxPoolBackward;
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _avgPool, _avgPoolBackward;
     private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _add, _addRelu, _multiply;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _addReluBackward;
     private readonly Action<KernelConfig, int, ChannelSlice, ArrayView<float>, ArrayView<float>> _copyChannels;
     private readonly Action<KernelConfig, int, int, ArrayView<float>, ArrayView<float>> _globalAvgPool, _globalAvgPoolBackward;
     private readonly Action<KernelConfig, int, int, float, float, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _dropout;
@@ -92,6 +93,7 @@ public sealed partial class IlgpuBackend : IBackend
             _avgPoolBackward = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.AvgBackward);
             _add = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Add);
             _addRelu = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.AddRelu);
+            _addReluBackward = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.AddReluBackward);
             _multiply = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Multiply);
             _copyChannels = a.LoadStreamKernel<int, ChannelSlice, ArrayView<float>, ArrayView<float>>(GraphKernels.CopyChannels);
             _globalAvgPool = a.LoadStreamKernel<int, int, ArrayView<float>, ArrayView<float>>(GraphKernels.GlobalAvgForward);

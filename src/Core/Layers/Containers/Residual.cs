@@ -17,7 +17,7 @@ public sealed class Residual : Module
 {
     private readonly IBackend _backend;
     private readonly Module[] _children;
-    private Tensor? _y, _dx, _g;
+    private Tensor? _x, _y, _dx, _g;
 
     public Residual(IBackend backend, Module body, Module? shortcut = null)
     {
@@ -34,6 +34,17 @@ public sealed class Residual : Module
     /// <summary>Whether a ReLU follows, computed in this block's sum (its output is then max(body(x) + shortcut(x), 0)).</summary>
     public bool FusedRelu { get; internal set; }
 
+    /// <summary>
+    /// Whether this block's input is the output of a ReLU whose backward this block applies to the input gradient it
+    /// returns (in the same pass as the sum of its branches'): set with <see cref="GradientArrivesMasked"/> on the block
+    /// before it, whose fused ReLU that is.
+    /// </summary>
+    public bool InputFromRelu { get; internal set; }
+
+    /// <summary>Whether the gradient this block receives has been through its fused ReLU's backward already (the next
+    /// block's <see cref="InputFromRelu"/>), so that backward skips that pass.</summary>
+    public bool GradientArrivesMasked { get; internal set; }
+
     public override IReadOnlyList<Module> Children => _children;
 
     public override Tensor Forward(Tensor x, bool training)
@@ -45,12 +56,13 @@ public sealed class Residual : Module
         var y = Reuse(_backend, ref _y, a.Shape);
         if (FusedRelu) _backend.AddRelu(a, b, y);
         else _backend.Add(a, b, y);
+        _x = x;
         return y;
     }
 
     public override Tensor Backward(Tensor dy)
     {
-        if (FusedRelu)
+        if (FusedRelu && !GradientArrivesMasked)
         {
             var y = _y ?? throw new InvalidOperationException("residual block: backward before forward");
             var g = Reuse(_backend, ref _g, y.Shape);
@@ -61,7 +73,8 @@ public sealed class Residual : Module
         var fromBody = Body.RunBackward(dy);
         if (!ComputeInputGradient) return dy;
         var dx = Reuse(_backend, ref _dx, fromBody.Shape);
-        _backend.Add(fromBody, fromShortcut, dx);
+        if (InputFromRelu) _backend.AddReluBackward(fromBody, fromShortcut, _x!, dx);
+        else _backend.Add(fromBody, fromShortcut, dx);
         return dx;
     }
 

@@ -112,12 +112,14 @@ public sealed unsafe class CpuRowKernelsTests
         var m = Map(relu);
         const float a = 1.3f, b = -0.7f, c = 0.2f;
         float[] outY = new float[n], dx = new float[n], aff = new float[n], reluDx = new float[n], sig = new float[n], sumRelu = new float[n];
+        float[] sumReluDx = new float[n];
         CpuBatchNormRows.Normalize(x, outY, m);
         CpuBatchNormRows.BackwardInput(dy, x, dx, m, a, b, c);
         CpuBatchNormRows.Affine(x, aff, m.Gamma, m.Beta, relu);
         CpuRowKernels.ReluBackward(y, dy, reluDx);
         CpuRowKernels.SigmoidBackward(y, dy, sig);
         CpuRowKernels.AddRelu(x, y, sumRelu);
+        CpuRowKernels.AddReluBackward(x, dy, y, sumReluDx);
         float Relu(float v) => relu ? MathF.Max(v, 0f) : v;
         for (int i = 0; i < n; i++)
         {
@@ -131,6 +133,7 @@ public sealed unsafe class CpuRowKernelsTests
             Same(y[i] > 0f ? dy[i] : 0f, reluDx[i], "relu backward", i);
             Same(dy[i] * y[i] * (1f - y[i]), sig[i], "sigmoid backward", i);
             Same(MathF.Max(x[i] + y[i], 0f), sumRelu[i], "add + relu", i);
+            Same(y[i] > 0f ? x[i] + dy[i] : 0f, sumReluDx[i], "add + relu backward", i);
         }
         // the fused sum + ReLU gives the bits of the two separate passes
         float[] separate = new float[n];

@@ -9,7 +9,7 @@ public abstract partial class BackendOpsTests
     [SkippableTheory]
     [InlineData(1001)]
     [InlineData(0)]
-    public void AddAddReluAndMultiply_MatchCpuExactly_IntoAThirdTensorOrEitherInput(int n)
+    public void AddsWithReluAndMultiply_MatchCpuExactly_IntoAThirdTensorOrEitherInput(int n)
     {
         var b = Backend;
         var rng = new Random(n + 1);
@@ -23,16 +23,18 @@ public abstract partial class BackendOpsTests
             var y = alias switch { 1 => ta, 2 => tb, _ => separate };
             if (op == 0) be.Add(ta, tb, y);
             else if (op == 1) be.AddRelu(ta, tb, y);
+            else if (op == 2) be.AddReluBackward(ta, tb, tb, y); // masked where b ≤ 0
             else be.Multiply(ta, tb, y);
             return be.Read(y);
         }
-        for (int op = 0; op < 3; op++)
+        for (int op = 0; op < 4; op++)
         {
             float[] expected = Run(Cpu, op, 0);
             for (int alias = 0; alias < 3; alias++)
                 Assert.Equal(expected, Run(b, op, alias));
         }
         if (n > 0) Assert.Contains(0f, Run(b, 1, 0)); // the ReLU cuts
+        if (n > 0) Assert.Contains(0f, Run(b, 2, 0)); // so does its backward
         using var longer = b.Allocate(n + 1);
         using var shorter = b.Allocate(n);
         Assert.Throws<ArgumentException>(() => b.Add(longer, longer, shorter));

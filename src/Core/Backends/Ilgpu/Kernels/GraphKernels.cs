@@ -26,6 +26,13 @@ internal static class GraphKernels
         }
     }
 
+    /// <summary>dx[i] = a[i] + b[i] where y[i] &gt; 0, else 0; dx may be a or b.</summary>
+    public static void AddReluBackward(int n, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, ArrayView<float> dx)
+    {
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
+            dx[i] = y[i] > 0f ? a[i] + b[i] : 0f;
+    }
+
     /// <summary>y[i] = a[i]·b[i]; y may be a or b.</summary>
     public static void Multiply(int n, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
     {
