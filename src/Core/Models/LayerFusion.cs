@@ -7,8 +7,9 @@ namespace BnDist.Core.Models;
 /// part of it (<see cref="BatchNorm.FusedRelu"/>), so that normalize and ReLU are one pass over memory
 /// forward and the ReLU's mask is applied inside the batch norm's backward passes instead of in a pass of
 /// its own; a ReLU that follows a residual block becomes part of its sum (<see cref="Residual.FusedRelu"/>,
-/// one pass forward), and when another block follows, that ReLU's backward becomes part of the next block's
-/// sum of its branches' input gradients (<see cref="Residual.InputFromRelu"/>, one pass backward). Nothing a user or a peer sees changes: the ReLU holds no tensors and its position in the
+/// one pass forward), and when another block follows (in the same sequence or as the first of the next one),
+/// that ReLU's backward becomes part of the next block's sum of its branches' input gradients
+/// (<see cref="Residual.InputFromRelu"/>, one pass backward). Nothing a user or a peer sees changes: the ReLU holds no tensors and its position in the
 /// sequence still counts for the names of the children after it (names are given before fusing), the
 /// batch norms keep their order (their collectives' numbering), and the sums they exchange are the same.
 /// The results are the same bits: the fused stages compute the ReLU's input and its mask as the separate
@@ -44,11 +45,18 @@ public static class LayerFusion
         }
         for (int i = 1; i < modules.Count; i++)
         {
-            if (modules[i - 1] is Residual { FusedRelu: true, GradientArrivesMasked: false } before && modules[i] is Residual { InputFromRelu: false } after)
+            if (Last(modules[i - 1]) is Residual { FusedRelu: true, GradientArrivesMasked: false } before
+                && First(modules[i]) is Residual { InputFromRelu: false } after)
             {
                 before.GradientArrivesMasked = true;
                 after.InputFromRelu = true;
             }
         }
     }
+
+    /// <summary>The module that receives a sequence's input (through nested sequences), or the module itself.</summary>
+    private static Module? First(Module m) => m is Sequential s ? (s.Children.Count == 0 ? null : First(s.Children[0])) : m;
+
+    /// <summary>The module whose output a sequence returns (through nested sequences), or the module itself.</summary>
+    private static Module? Last(Module m) => m is Sequential s ? (s.Children.Count == 0 ? null : Last(s.Children[^1])) : m;
 }

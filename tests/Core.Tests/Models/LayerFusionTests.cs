@@ -29,6 +29,11 @@ public sealed class LayerFusionTests : IDisposable
                         .Conv2d(16, 3, padding: 1, bias: false, name: "conv2").BatchNorm("bn2"),
             shortcut: s => s.Conv2d(16, 1, stride: 2, bias: false).BatchNorm(),
             then: t => t.Relu())
+        .Sequential("stage", s => s
+            .Residual("0",
+                body => body.Conv2d(16, 3, padding: 1, bias: false, name: "conv1").BatchNorm("bn1").Relu()
+                            .Conv2d(16, 3, padding: 1, bias: false, name: "conv2").BatchNorm("bn2"),
+                then: t => t.Relu()))
         .GlobalAvgPool2d().Flatten().Linear(24, name: "fc1").BatchNorm("bn3").Relu().Linear(5, name: "fc2"));
 
     [Fact]
@@ -39,13 +44,14 @@ public sealed class LayerFusionTests : IDisposable
         Assert.Equal(plain.Parameters.Select(p => p.Name), fused.Parameters.Select(p => p.Name));
         Assert.Equal(plain.Buffers.Select(b => b.Name), fused.Buffers.Select(b => b.Name));
         Assert.Equal(plain.BatchNorms.Select(b => (b.Name, b.LayerIndex)), fused.BatchNorms.Select(b => (b.Name, b.LayerIndex)));
-        Assert.Equal(["bn1", "block1.bn1", "block2.bn1", "bn3"], fused.BatchNorms.Where(b => b.FusedRelu).Select(b => b.Name));
-        Assert.Equal(6, plain.Layers.OfType<Relu>().Count());
+        Assert.Equal(["bn1", "block1.bn1", "block2.bn1", "stage.0.bn1", "bn3"], fused.BatchNorms.Where(b => b.FusedRelu).Select(b => b.Name));
+        Assert.Equal(8, plain.Layers.OfType<Relu>().Count());
         Assert.Empty(fused.Layers.OfType<Relu>());
-        Assert.Equal(2, Residuals(fused.Root).Count(r => r.FusedRelu));
+        Assert.Equal(3, Residuals(fused.Root).Count(r => r.FusedRelu));
         Assert.DoesNotContain(Residuals(plain.Root), r => r.FusedRelu);
-        // block2's input is block1's ReLU output: block2 passes its input gradient back through that ReLU
-        Assert.Equal([(true, false), (false, true)], Residuals(fused.Root).Select(r => (r.GradientArrivesMasked, r.InputFromRelu)));
+        // each block's input is the previous block's ReLU output (stage.0's across its sequence's boundary): it passes
+        // its input gradient back through that ReLU
+        Assert.Equal([(true, false), (true, true), (false, true)], Residuals(fused.Root).Select(r => (r.GradientArrivesMasked, r.InputFromRelu)));
     }
 
     [Fact]
