@@ -68,6 +68,15 @@ public interface IBackend : IDisposable
     /// <summary>y = a + b elementwise; y may be a or b (accumulation where a tensor fans out).</summary>
     void Add(Tensor a, Tensor b, Tensor y);
 
+    /// <summary>y = max(a + b, 0) elementwise (a residual sum and the ReLU after it); y may be a or b.</summary>
+    void AddRelu(Tensor a, Tensor b, Tensor y);
+
+    /// <summary>
+    /// dx = a + b where y &gt; 0, else 0: a sum of gradients passed back through the ReLU whose output is y (a residual
+    /// block's input gradient, when its input is the previous block's ReLU output); dx may be a or b.
+    /// </summary>
+    void AddReluBackward(Tensor a, Tensor b, Tensor y, Tensor dx);
+
     /// <summary>y = a·b elementwise; y may be a or b (dropout's backward: dx = dy·mask).</summary>
     void Multiply(Tensor a, Tensor b, Tensor y);
 
@@ -101,25 +110,25 @@ public interface IBackend : IDisposable
     /// </summary>
     void ChannelShiftedSums(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, Span<double> sums);
 
-    /// <summary>
-    /// Elementwise normalize: x̂ = ((x − k_c) − d_c)·invStd_c, y = γ_c·x̂ + β_c, where d_c is the
-    /// global mean minus the shift k_c (small, so it survives float32).
-    /// </summary>
-    void BatchNormNormalize(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, ReadOnlySpan<float> meanMinusShift,
-        ReadOnlySpan<float> invStd, Tensor gamma, Tensor beta, Tensor xhat, Tensor y);
-
-    /// <summary>Backward reduce: sums[c] = Σ g, sums[C + c] = Σ g·x̂, in float64.</summary>
-    void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums);
+    /// <summary>Elementwise normalize: y = the map of <paramref name="transform"/> (γ·x̂ + β, then the ReLU if fused).</summary>
+    void BatchNormNormalize(in ChannelLayout layout, Tensor x, in BatchNormTransform transform, Tensor y);
 
     /// <summary>
-    /// Backward elementwise: dx = γ_c·invStd_c·(g − meanDy_c − x̂·meanDyXhat_c), the means taken
-    /// over the global batch (dβ/m and dγ/m of docs/architecture.md §1).
+    /// Backward reduce: sums[c] = Σ g, sums[C + c] = Σ g·x̂, in float64, with x̂ recomputed from x and g = dy
+    /// (masked where the fused ReLU was off).
     /// </summary>
-    void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor xhat, Tensor gamma, ReadOnlySpan<float> invStd,
+    void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor x, in BatchNormTransform transform, Span<double> sums);
+
+    /// <summary>
+    /// Backward elementwise: dx = γ_c·invStd_c·(g − meanDy_c − x̂·meanDyXhat_c), x̂ and g as in
+    /// <see cref="BatchNormBackwardSums"/>, the means taken over the global batch (dβ/m and dγ/m of
+    /// docs/architecture.md §1).
+    /// </summary>
+    void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor x, in BatchNormTransform transform,
         ReadOnlySpan<float> meanDy, ReadOnlySpan<float> meanDyXhat, Tensor dx);
 
-    /// <summary>Inference: y = a_c·x + b_c.</summary>
-    void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y);
+    /// <summary>Inference: y = a_c·x + b_c, then max(y, 0) when <paramref name="relu"/>.</summary>
+    void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, bool relu, Tensor y);
 
     // ---- group norm (per sample: no cross-sample reduction) -------------------------------
 

@@ -103,6 +103,11 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
 
     public void Add(Tensor a, Tensor b, Tensor y) => Time("Add", () => inner.Add(a, b, y));
 
+    public void AddRelu(Tensor a, Tensor b, Tensor y) => Time("Add + ReLU", () => inner.AddRelu(a, b, y));
+
+    public void AddReluBackward(Tensor a, Tensor b, Tensor y, Tensor dx) =>
+        Time("Add + ReLU backward", () => inner.AddReluBackward(a, b, y, dx));
+
     public void Multiply(Tensor a, Tensor b, Tensor y) => Time("Multiply", () => inner.Multiply(a, b, y));
 
     public void CopyChannels(in ChannelSlice slice, Tensor source, Tensor destination)
@@ -149,34 +154,33 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         Add("BatchNorm sums", start);
     }
 
-    public void BatchNormNormalize(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> shift, ReadOnlySpan<float> meanMinusShift,
-        ReadOnlySpan<float> invStd, Tensor gamma, Tensor beta, Tensor xhat, Tensor y)
+    public void BatchNormNormalize(in ChannelLayout layout, Tensor x, in BatchNormTransform transform, Tensor y)
     {
         long start = Stopwatch.GetTimestamp();
-        inner.BatchNormNormalize(layout, x, shift, meanMinusShift, invStd, gamma, beta, xhat, y);
-        Add("BatchNorm normalize", start);
+        inner.BatchNormNormalize(layout, x, transform, y);
+        Add(transform.Relu ? "BatchNorm normalize + ReLU" : "BatchNorm normalize", start);
     }
 
-    public void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor xhat, Span<double> sums)
+    public void BatchNormBackwardSums(in ChannelLayout layout, Tensor dy, Tensor x, in BatchNormTransform transform, Span<double> sums)
     {
         long start = Stopwatch.GetTimestamp();
-        inner.BatchNormBackwardSums(layout, dy, xhat, sums);
-        Add("BatchNorm backward sums", start);
+        inner.BatchNormBackwardSums(layout, dy, x, transform, sums);
+        Add(transform.Relu ? "BatchNorm backward sums (ReLU)" : "BatchNorm backward sums", start);
     }
 
-    public void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor xhat, Tensor gamma, ReadOnlySpan<float> invStd,
+    public void BatchNormBackwardInput(in ChannelLayout layout, Tensor dy, Tensor x, in BatchNormTransform transform,
         ReadOnlySpan<float> meanDy, ReadOnlySpan<float> meanDyXhat, Tensor dx)
     {
         long start = Stopwatch.GetTimestamp();
-        inner.BatchNormBackwardInput(layout, dy, xhat, gamma, invStd, meanDy, meanDyXhat, dx);
-        Add("BatchNorm backward input", start);
+        inner.BatchNormBackwardInput(layout, dy, x, transform, meanDy, meanDyXhat, dx);
+        Add(transform.Relu ? "BatchNorm backward input (ReLU)" : "BatchNorm backward input", start);
     }
 
-    public void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, Tensor y)
+    public void ChannelAffine(in ChannelLayout layout, Tensor x, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, bool relu, Tensor y)
     {
         long start = Stopwatch.GetTimestamp();
-        inner.ChannelAffine(layout, x, scale, shift, y);
-        Add("ChannelAffine", start);
+        inner.ChannelAffine(layout, x, scale, shift, relu, y);
+        Add(relu ? "ChannelAffine + ReLU" : "ChannelAffine", start);
     }
 
     public void GroupNormForward(in ChannelLayout layout, int groups, float eps, Tensor x, Tensor gamma, Tensor beta,

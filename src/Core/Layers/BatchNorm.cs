@@ -19,7 +19,11 @@ namespace BnDist.Core.Layers;
 /// With one rank the exchange is the identity and this is plain batch norm.
 ///
 /// Stored: γ (<c>weight</c>), β (<c>bias</c>), <c>running_mean</c>, <c>running_var</c> (unbiased,
-/// σ²·m/(m−1) with the global m), <c>num_batches_tracked</c>; x̂ of the last forward for backward.
+/// σ²·m/(m−1) with the global m), <c>num_batches_tracked</c>. Backward recomputes x̂ from the input of
+/// the last training forward, which it keeps (like a convolution, it must not be written until then).
+/// With <see cref="FusedRelu"/> the layer is batch norm then ReLU, y = max(γ·x̂ + β, 0), in the same
+/// passes over memory (the model builder fuses a ReLU that follows a batch norm); the statistics, the
+/// exchanged sums and the parameters are those of the batch norm alone.
 /// Running averages: r ← (1 − α)·r + α·batch with α = momentum (0.1, PyTorch's convention)
 /// or, in cumulative mode (momentum = null), α = 1/t for the t-th batch: the population
 /// average of Algorithm 2. Evaluation uses y = a·x + b, a = γ/√(σ²_run + ε), b = β − a·μ_run,
@@ -37,7 +41,7 @@ public sealed class BatchNorm : Layer
     // Per-step scratch, allocated once: the exchanged sums and per-channel coefficients.
     private readonly double[] _stats, _gradSums, _meanMinusShift64, _variance64;
     private readonly float[] _shift, _meanMinusShift, _invStd, _a, _b, _gammaHost, _betaHost, _mean, _variance;
-    private Tensor? _xhat, _y, _dx;
+    private Tensor? _x, _y, _dx;
     private ChannelLayout _layout;
     private double _globalCount;
     private (long Gamma, long Beta, long Stats) _foldedAt = (-1, -1, -1);
@@ -94,6 +98,9 @@ public sealed class BatchNorm : Layer
 
     public ReadOnlySpan<float> RunningVariance => Running.Variance;
 
+    /// <summary>Whether a ReLU follows, computed in this layer's passes (its output is then max(γ·x̂ + β, 0)).</summary>
+    public bool FusedRelu { get; internal set; }
+
     public override IEnumerable<Parameter> Parameters => [Gamma, Beta];
 
     public override IEnumerable<HostBuffer> Buffers =>
@@ -116,7 +123,7 @@ public sealed class BatchNorm : Layer
         if (!training)
         {
             FoldInference();
-            Backend.ChannelAffine(_layout, x, _a, _b, y);
+            Backend.ChannelAffine(_layout, x, _a, _b, FusedRelu, y);
             return y;
         }
 
@@ -147,8 +154,8 @@ public sealed class BatchNorm : Layer
         }
 
         // 4. elementwise
-        var xhat = Reuse(ref _xhat, x.Shape);
-        Backend.BatchNormNormalize(_layout, x, _shift, _meanMinusShift, _invStd, Gamma.Value, Beta.Value, xhat, y);
+        Backend.BatchNormNormalize(_layout, x, Transform, y);
+        _x = x;
 
         Running.Update(_stats);
         return y;
@@ -159,12 +166,13 @@ public sealed class BatchNorm : Layer
     ///   dβ = Σ g,  dγ = Σ g·x̂                       (sums over the global batch)
     ///   dx = γ/√(σ² + ε) · (g − dβ/m − x̂·dγ/m)
     /// The local dβ, dγ become this rank's parameter gradients (summed across ranks later
-    /// with every other gradient); their all-reduced copies give dx.
+    /// with every other gradient); their all-reduced copies give dx. With the fused ReLU, g is ∂L/∂y
+    /// where γ·x̂ + β &gt; 0 and 0 elsewhere (the ReLU's backward, applied inside these passes).
     /// </summary>
     public override Tensor Backward(Tensor dy)
     {
-        var xhat = _xhat ?? throw new InvalidOperationException($"{Name}: backward before a training forward");
-        Backend.BatchNormBackwardSums(_layout, dy, xhat, _gradSums);
+        var x = _x ?? throw new InvalidOperationException($"{Name}: backward before a training forward");
+        Backend.BatchNormBackwardSums(_layout, dy, x, Transform, _gradSums);
         for (int c = 0; c < _channels; c++)
         {
             _betaHost[c] = (float)_gradSums[c];
@@ -182,10 +190,13 @@ public sealed class BatchNorm : Layer
             _a[c] = (float)(_gradSums[c] / _globalCount);
             _b[c] = (float)(_gradSums[_channels + c] / _globalCount);
         }
-        Backend.BatchNormBackwardInput(_layout, dy, xhat, Gamma.Value, _invStd, _a, _b, dx);
+        Backend.BatchNormBackwardInput(_layout, dy, x, Transform, _a, _b, dx);
         _foldedAt = (-1, -1, -1); // _a, _b now hold backward coefficients
         return dx;
     }
+
+    /// <summary>The map of the last training forward: x̂ = ((x − k) − d)·invStd, y = γ·x̂ + β (and the ReLU).</summary>
+    private BatchNormTransform Transform => new(_shift, _meanMinusShift, _invStd, Gamma.Value, Beta.Value, FusedRelu);
 
     /// <summary>a = γ/√(σ²_run + ε), b = β − a·μ_run, recomputed only when an input changed.</summary>
     private void FoldInference()

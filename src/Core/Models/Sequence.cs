@@ -5,7 +5,11 @@ using BnDist.Core.Layers;
 namespace BnDist.Core.Models;
 
 /// <summary>What a layer is built with: the device, the batch-norm collective, the seed of the initialization and the --norm choice.</summary>
-public sealed record BuildContext(IBackend Backend, ICollective Collective, ulong Seed, NormalizationOptions Norm);
+public sealed record BuildContext(IBackend Backend, ICollective Collective, ulong Seed, NormalizationOptions Norm)
+{
+    /// <summary>Whether a ReLU that follows a batch norm is fused into it (<see cref="LayerFusion"/>).</summary>
+    public bool Fuse { get; init; } = true;
+}
 
 /// <summary>What a user's own layer is built from (<see cref="Sequence.Layer"/>): its path in the tree and its input shape.</summary>
 public sealed record LayerContext(BuildContext Build, string Path, int[] InputShape)
@@ -138,6 +142,7 @@ public sealed class Sequence
             shape = module.OutputShape(shape);
             modules.Add(module);
         }
+        if (c.Fuse) LayerFusion.Apply(modules);
         return modules;
     }
 
@@ -180,7 +185,9 @@ public sealed class Sequence
             var block = new Layers.Residual(c.Backend, new Layers.Sequential(bodyModules), projection);
             if (then is null) return block;
             shape = block.OutputShape(inputShape);
-            return new Layers.Sequential([block, .. then.BuildChildren(c, path, ref shape)]);
+            List<Module> chain = [block, .. then.BuildChildren(c, path, ref shape)];
+            if (c.Fuse) LayerFusion.Apply(chain);
+            return chain.Count == 1 ? block : new Layers.Sequential(chain);
         }
     }
 
@@ -229,11 +236,15 @@ public sealed class ModelSpec
     /// number of classes is the width of its output.
     /// </summary>
     /// <exception cref="ArgumentException">A layer does not fit the shape that reaches it (the message names it), or two tensors share a name.</exception>
-    public Network Build(IBackend backend, ICollective collective, int[] sampleShape, ulong seed = 0, NormalizationOptions? norm = null)
+    public Network Build(IBackend backend, ICollective collective, int[] sampleShape, ulong seed = 0, NormalizationOptions? norm = null) =>
+        Build(backend, collective, sampleShape, seed, norm, LayerFusion.Enabled);
+
+    /// <summary><see cref="Build(IBackend, ICollective, int[], ulong, NormalizationOptions?)"/>, fusing layers or not (<see cref="LayerFusion"/>).</summary>
+    internal Network Build(IBackend backend, ICollective collective, int[] sampleShape, ulong seed, NormalizationOptions? norm, bool fuse)
     {
         norm ??= new NormalizationOptions();
         int[] shape = [1, .. sampleShape];
-        var modules = _root.BuildChildren(new BuildContext(backend, collective, seed, norm), "", ref shape);
+        var modules = _root.BuildChildren(new BuildContext(backend, collective, seed, norm) { Fuse = fuse }, "", ref shape);
         if (shape.Length != 2)
             throw new ArgumentException($"{Architecture}: the output is [{string.Join(", ", shape[1..])}] per sample, not a vector of logits (end with Flatten and Linear)");
         return new Network(Architecture, norm.Kind, sampleShape, shape[1], new Layers.Sequential(modules));

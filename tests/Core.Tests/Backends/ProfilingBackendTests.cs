@@ -30,7 +30,13 @@ public sealed class ProfilingBackendTests
         var report = profiled.Report();
         Assert.Contains(report, r => r.Op == "Conv2dForward 16→16 3×3/1 on 28×28" && r.Calls == 6);
         Assert.Contains(report, r => r.Op == "Conv2dBackward 1→16 3×3/1 on 28×28 (no dx)" && r.Calls == 1);
-        Assert.Contains(report, r => r.Op == "Add" && r.Calls == 18); // 9 blocks, forward and backward
+        Assert.Contains(report, r => r.Op == "Add + ReLU" && r.Calls == 9); // 9 blocks' sums, the ReLU fused (forward)
+        // backward: the ReLU after every block but the last goes back inside the next block's sum
+        Assert.Contains(report, r => r.Op == "Add + ReLU backward" && r.Calls == 8);
+        Assert.Contains(report, r => r.Op == "Add" && r.Calls == 1);
+        Assert.Contains(report, r => r.Op == "ReluBackward" && r.Calls == 1);
+        Assert.Contains(report, r => r.Op == "BatchNorm normalize + ReLU" && r.Calls == 10); // the stem's and each block's bn1
+        Assert.DoesNotContain(report, r => r.Op == "ReluForward");
         Assert.All(report, r => Assert.True(r.Seconds >= 0));
     }
 }

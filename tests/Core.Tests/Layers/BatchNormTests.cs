@@ -48,6 +48,49 @@ public sealed class BatchNormTests : IDisposable
         AssertClose(Numeric(v => L(D(x), D(gamma), v), D(beta)), _backend.Read(bn.Beta.Grad), "dbeta");
     }
 
+    [Theory]
+    [InlineData(4, 3, 1)]
+    [InlineData(3, 2, 20)]
+    [InlineData(2, 5, 64)]
+    public void With_the_fused_relu_forward_and_backward_match_the_float64_reference_of_batch_norm_then_relu(int n, int c, int s)
+    {
+        var bn = NewBn(c);
+        bn.FusedRelu = true;
+        var (gamma, beta) = RandomAffine(bn, c);
+        float[] x = Random(n * c * s, 23, scale: 2, offset: 0.5);
+        int[] shape = s == 1 ? [n, c] : [n, c, 4, s / 4];
+        static double[] Relu(double[] v) => [.. v.Select(t => Math.Max(t, 0))];
+        double[] pre = Reference64.BatchNorm(D(x), D(gamma), D(beta), n, c, s).Y;
+        // the ReLU cuts, and no value sits within the finite differences' reach of its kink
+        Assert.Contains(pre, v => v < 0);
+        Assert.Contains(pre, v => v > 0);
+        // (a step h = 1e-4 of one x moves y by about γ·h/σ ≈ 1e-4)
+        Assert.All(pre, v => Assert.True(Math.Abs(v) > 1e-3, $"{v} is too near the kink for the finite differences"));
+
+        var y = bn.Forward(_backend.From(x, shape), training: true);
+        AssertClose(Relu(pre), _backend.Read(y), "relu(y)", 1e-5);
+
+        float[] r = Random(y.Length, 24);
+        var dx = bn.Backward(_backend.From(r, shape));
+        double L(double[] xx, double[] g, double[] b) => Dot(Relu(Reference64.BatchNorm(xx, g, b, n, c, s).Y), r);
+        AssertClose(Numeric(v => L(v, D(gamma), D(beta)), D(x)), _backend.Read(dx), "dx");
+        AssertClose(Numeric(v => L(D(x), v, D(beta)), D(gamma)), _backend.Read(bn.Gamma.Grad), "dgamma");
+        AssertClose(Numeric(v => L(D(x), D(gamma), v), D(beta)), _backend.Read(bn.Beta.Grad), "dbeta");
+
+        // eval: relu(a·x + b) with the folded running statistics
+        float[] xe = Random(n * c * s, 25);
+        var ye = _backend.Read(bn.Forward(_backend.From(xe, shape), training: false));
+        var expected = new double[xe.Length];
+        for (int i = 0; i < xe.Length; i++)
+        {
+            int ch = i / s % c;
+            double a = gamma[ch] / Math.Sqrt(bn.RunningVariance[ch] + 1e-5);
+            expected[i] = Math.Max(0, a * xe[i] + (beta[ch] - a * bn.RunningMean[ch]));
+        }
+        Assert.Contains(0f, ye);
+        AssertClose(expected, ye, "relu(y_eval)", 1e-6);
+    }
+
     [Fact]
     public void Variance_stays_right_when_the_mean_is_ten_thousand_standard_deviations()
     {

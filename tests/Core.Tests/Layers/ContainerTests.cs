@@ -67,6 +67,29 @@ public sealed class ContainerTests : IDisposable
     }
 
     [Fact]
+    public void A_residual_with_the_fused_relu_masks_the_output_gradient_before_both_branches()
+    {
+        const int n = 2, c = 3, h = 4, w = 4;
+        var conv = new Conv2d(_backend, "conv", c, c, 3, padding: 1);
+        conv.ResetParameters(5);
+        var block = new Residual(_backend, conv) { FusedRelu = true };
+        float[] x = Random(n * c * h * w, 6), wt = _backend.Read(conv.Weight.Value), b = _backend.Read(conv.Bias!.Value);
+        double[] Pre(double[] xx, double[] ww) => [.. Reference64.Conv2d(xx, ww, D(b), n, c, h, w, c, 3, 1, 1).Zip(xx, (p, q) => p + q)];
+        double[] Ref(double[] xx, double[] ww) => [.. Pre(xx, ww).Select(v => Math.Max(v, 0))];
+        double[] pre = Pre(D(x), D(wt));
+        Assert.Contains(pre, v => v < 0);
+        Assert.Contains(pre, v => v > 0);
+        Assert.All(pre, v => Assert.True(Math.Abs(v) > 1e-3, $"{v} is too near the kink for the finite differences"));
+
+        var y = block.Forward(_backend.From(x, n, c, h, w), training: true);
+        float[] r = Random(y.Length, 7);
+        var dx = block.Backward(_backend.From(r, y.Shape));
+        AssertClose(Ref(D(x), D(wt)), _backend.Read(y), "relu(y)", 1e-5);
+        AssertClose(Numeric(v => Dot(Ref(v, D(wt)), r), D(x)), _backend.Read(dx), "dx");
+        AssertClose(Numeric(v => Dot(Ref(D(x), v), r), D(wt)), _backend.Read(conv.Weight.Grad), "d(body weight)");
+    }
+
+    [Fact]
     public void A_concatenation_splits_the_output_gradient_by_channels_and_sums_the_branches_input_gradients()
     {
         const int n = 2, cin = 3, h = 5, w = 5;

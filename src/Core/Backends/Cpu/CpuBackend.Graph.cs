@@ -22,6 +22,26 @@ public sealed unsafe partial class CpuBackend
             TensorPrimitives.Add(t.A.AsSpan(start, end - start), t.B.AsSpan(start, end - start), t.Y.AsSpan(start, end - start)));
     }
 
+    public void AddRelu(Tensor a, Tensor b, Tensor y)
+    {
+        float[] pa = D(a), pb = D(b), py = D(y);
+        OpChecks.Length(pa.Length, b, nameof(b));
+        OpChecks.Length(pa.Length, y, nameof(y));
+        ForChunks(pa.Length, (pa, pb, py), static (in (float[] A, float[] B, float[] Y) t, int start, int end) =>
+            CpuElementwise.AddRelu(t.A.AsSpan(start, end - start), t.B.AsSpan(start, end - start), t.Y.AsSpan(start, end - start)));
+    }
+
+    public void AddReluBackward(Tensor a, Tensor b, Tensor y, Tensor dx)
+    {
+        float[] pa = D(a), pb = D(b), py = D(y), pd = D(dx);
+        OpChecks.Length(pa.Length, b, nameof(b));
+        OpChecks.Length(pa.Length, y, nameof(y));
+        OpChecks.Length(pa.Length, dx, nameof(dx));
+        ForChunks(pa.Length, (pa, pb, py, pd), static (in (float[] A, float[] B, float[] Y, float[] Dx) t, int start, int end) =>
+            CpuRowKernels.AddReluBackward(t.A.AsSpan(start, end - start), t.B.AsSpan(start, end - start), t.Y.AsSpan(start, end - start),
+                t.Dx.AsSpan(start, end - start)));
+    }
+
     public void Multiply(Tensor a, Tensor b, Tensor y)
     {
         float[] pa = D(a), pb = D(b), py = D(y);

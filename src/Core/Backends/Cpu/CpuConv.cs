@@ -15,8 +15,9 @@ namespace BnDist.Core.Backends.Cpu;
 /// <para>
 /// Direct paths (<see cref="CpuDirectConv"/>, AVX-512 and AVX2, output width a multiple of 7): the forward pass of
 /// stride-1 and stride-2 convolutions, the input gradient of "same" convolutions (the correlation of dy with the
-/// flipped, transposed kernel) and the weight gradient of 3×3 ones, all from a zero-bordered copy of the sample —
-/// no column matrix. They replace the paths below where they apply (resnet20's 16→16 layers at 28×28 on one core:
+/// flipped, transposed kernel) and of stride-2 3×3 ones (four correlations of dy, one per parity of the input
+/// position: <see cref="CpuDirectConv.StridedInputGradient"/>), and the weight gradient of 3×3 ones, all from a
+/// zero-bordered copy of the sample — no column matrix. They replace the paths below where they apply (resnet20's 16→16 layers at 28×28 on one core:
 /// forward 79 → 101, backward 65 → 98 GFLOP/s; bench/RESULTS.md, issue 12).
 /// </para>
 /// <para>
@@ -105,6 +106,14 @@ internal static unsafe class CpuConv
             CpuDirectConv.PackInputGradient(g, w, packed);
             job.PackedW = (nint)packed;
         }
+        else if (dx != null && job.StridedDirect)
+        {
+            // The input gradient of the stride-2 3×3 convolutions as four correlations of dy (CpuDirectConv.StridedInputGradient).
+            float* packed = ws.PackedWeights((long)g.OutChannels * g.KernelH * g.KernelW * CpuDirectConv.PaddedChannels(g.InChannels));
+            job.PhaseOffsets = ws.PhaseOffsets(g.OutChannels * g.KernelH * g.KernelW);
+            CpuDirectConv.PackStridedInputGradient(g, w, packed, job.PhaseOffsets);
+            job.PackedW = (nint)packed;
+        }
         else if (dx != null && !job.Pointwise)
         {
             // op(A) = Wᵀ [Cin·KH·KW, Cout] of the per-sample dcol GEMM, packed once for all samples.
@@ -183,8 +192,14 @@ internal static unsafe class CpuConv
         /// <summary>The weight gradient by <see cref="CpuDirectConv.WeightGradient"/> (stride 1 or 2).</summary>
         public bool DirectWeights { get; private set; }
 
+        /// <summary>The input gradient by <see cref="CpuDirectConv.StridedInputGradient"/> (stride 2).</summary>
+        public bool StridedDirect { get; private set; }
+
+        /// <summary>The tap offsets of the strided input gradient's phases (<see cref="CpuDirectConv.PackStridedInputGradient"/>).</summary>
+        public int* PhaseOffsets;
+
         /// <summary>Whether this call pads samples (<see cref="CpuDirectConv.Pad"/>) into the slots' padded buffers.</summary>
-        private bool UsesPadded => _backward ? Direct || DirectWeights : DirectForward;
+        private bool UsesPadded => _backward ? Direct || DirectWeights || StridedDirect : DirectForward;
 
         public void Set(CpuThreadPool pool, in ConvGeometry g, CpuConvWorkspace ws, bool backward, int items)
         {
@@ -194,6 +209,8 @@ internal static unsafe class CpuConv
             DirectForward = !Pointwise && CpuDirectConv.SupportsForward(g);
             Direct = DirectForward && CpuDirectConv.Supports(g);
             DirectWeights = DirectForward && CpuDirectConv.SupportsWeightGradient(g);
+            StridedDirect = backward && CpuDirectConv.SupportsStridedInputGradient(g);
+            PhaseOffsets = null;
             (X, W, Bias, Y, Dy, Dx, Dw, Db, PackedW) = (0, 0, 0, 0, 0, 0, 0, 0, 0);
         }
 
@@ -212,6 +229,8 @@ internal static unsafe class CpuConv
             long columns = !needsColumns ? 0
                 : !_backward || !DirectWeights ? _g.PatchSize * hw
                 : (long)_group * _dyTSize + (Direct ? 0 : _g.PatchSize * hw);
+            if (StridedDirect) // the four phases of dx (past the group's dyᵀ), ≤ PatchSize·hw for K = 3
+                columns = Math.Max(columns, (_backward && DirectWeights ? (long)_group * _dyTSize : 0) + 4L * _g.InChannels * hw);
             _ws!.EnsureColumns(Math.Max(slots, 1), columns);
             if (UsesPadded)
             {
@@ -231,6 +250,7 @@ internal static unsafe class CpuConv
             {
                 (_pool, _gemmPool, _ws) = (null, null, null);
                 _offsets = null;
+                PhaseOffsets = null;
             }
         }
 
@@ -345,6 +365,11 @@ internal static unsafe class CpuConv
             {
                 CpuDirectConv.Pad(_g, cout, dy, padded);
                 CpuDirectConv.Correlate(_g, cout, _g.InChannels, padded, (float*)PackedW, _offsets, null, dx);
+                return;
+            }
+            if (StridedDirect) // col (past the group's dyᵀ, if any) holds the four phases' 4·Cin·OH·OW
+            {
+                CpuDirectConv.StridedInputGradient(_g, dy, padded, (float*)PackedW, PhaseOffsets, col, dx);
                 return;
             }
             if (Pointwise)

@@ -17,6 +17,7 @@ public sealed unsafe class CpuConvWorkspace : IDisposable
     private Buffer[] _columns = [];
     private Buffer[] _padded = [];
     private readonly Buffer _offsets = new();
+    private readonly Buffer _phaseOffsets = new();
     private readonly Buffer _dwPartials = new();
     private readonly Buffer _dbPartials = new();
     private readonly Buffer _packedWeights = new();
@@ -40,6 +41,9 @@ public sealed unsafe class CpuConvWorkspace : IDisposable
 
     /// <summary>The tap offsets of <see cref="CpuDirectConv.Offsets"/>, room for <paramref name="count"/>.</summary>
     internal int* Offsets(int count) => (int*)_offsets.Ensure(count);
+
+    /// <summary>The tap offsets of <see cref="CpuDirectConv.PackStridedInputGradient"/>, room for <paramref name="count"/>.</summary>
+    internal int* PhaseOffsets(int count) => (int*)_phaseOffsets.Ensure(count);
 
     private static void EnsureSlots(ref Buffer[] buffers, int slots, long floats)
     {
@@ -80,6 +84,7 @@ public sealed unsafe class CpuConvWorkspace : IDisposable
         foreach (var b in _padded)
             b.Dispose();
         _offsets.Dispose();
+        _phaseOffsets.Dispose();
         _dwPartials.Dispose();
         _dbPartials.Dispose();
         _packedWeights.Dispose();

@@ -141,19 +141,22 @@ internal static unsafe partial class CpuDirectConv
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Correlate(in ConvGeometry g, int cin, int cout, float* xp, float* wt, int* offsets, float* bias, float* y)
     {
+        int wp = g.Width + 2 * g.Padding, rows = cin * g.KernelH * g.KernelW;
         if (g.Stride == 2)
-            Correlate<Two>(g, cin, cout, xp, wt, offsets, bias, y);
+            Correlate<Two>(g.OutHeight, g.OutWidth, wp, rows, cout, xp, wt, offsets, bias, y);
         else
-            Correlate<One>(g, cin, cout, xp, wt, offsets, bias, y);
+            Correlate<One>(g.OutHeight, g.OutWidth, wp, rows, cout, xp, wt, offsets, bias, y);
     }
 
+    /// <summary>y[co, q] = Σ_r wt[r, co]·xp[offsets[r] + corner of q] over <paramref name="rows"/> taps, for oh × ow positions
+    /// of stride TS in a padded image of row length <paramref name="wp"/>.</summary>
     [SkipLocalsInit]
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Correlate<TS>(in ConvGeometry g, int cin, int cout, float* xp, float* wt, int* offsets, float* bias, float* y)
+    private static void Correlate<TS>(int oh, int ow, int wp, int rows, int cout, float* xp, float* wt, int* offsets, float* bias, float* y)
         where TS : struct, ICount
     {
-        int ow = g.OutWidth, wp = g.Width + 2 * g.Padding, total = g.OutHeight * ow;
-        int rows = cin * g.KernelH * g.KernelW, ld = PaddedChannels(cout), lanes = Lanes, tileSize = Groups * Group;
+        int total = oh * ow;
+        int ld = PaddedChannels(cout), lanes = Lanes, tileSize = Groups * Group;
         float* tile = stackalloc float[32 * 16];
         for (int q0 = 0; q0 < total; q0 += tileSize)
         {

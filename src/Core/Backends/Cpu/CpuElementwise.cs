@@ -9,6 +9,9 @@ internal static class CpuElementwise
     /// <summary>y = max(x, 0) (NaN stays NaN, as in PyTorch).</summary>
     public static void Relu(ReadOnlySpan<float> x, Span<float> y) => TensorPrimitives.Max(x, 0f, y);
 
+    /// <summary>y = max(a + b, 0): the bits of <c>TensorPrimitives.Add</c> then <see cref="Relu"/>, in one pass.</summary>
+    public static void AddRelu(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y) => CpuRowKernels.AddRelu(a, b, y);
+
     /// <summary>dx = dy where y &gt; 0 (y is the ReLU output), else 0.</summary>
     public static void ReluBackward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx) =>
         CpuRowKernels.ReluBackward(y, dy, dx);

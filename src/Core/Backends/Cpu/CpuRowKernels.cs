@@ -6,9 +6,9 @@ using static BnDist.Core.Backends.Cpu.CpuDispatch;
 namespace BnDist.Core.Backends.Cpu;
 
 /// <summary>
-/// The hand-written row kernels of batch norm that <c>TensorPrimitives</c> does not cover: the float64
-/// channel sums and the fused normalize / backward stages, each for AVX-512, AVX2, 128-bit vectors and
-/// scalar (<see cref="CpuDispatch"/>).
+/// The hand-written row kernels that <c>TensorPrimitives</c> does not cover: the float64 channel sums of
+/// batch norm, the ReLU and sigmoid backward, a float32 sum, each for AVX-512, AVX2, 128-bit vectors and
+/// scalar (<see cref="CpuDispatch"/>). The elementwise batch-norm stages are in <see cref="CpuBatchNormRows"/>.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -108,209 +108,54 @@ internal static class CpuRowKernels
         return (s1, s2);
     }
 
-    /// <summary>(Σ g, Σ g·x̂) of one row, accumulated in float64.</summary>
-    [SkipLocalsInit]
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe (double Sum, double SumProducts) DotSums(ReadOnlySpan<float> g, ReadOnlySpan<float> xhat)
-    {
-        double* l1 = stackalloc double[8], l2 = stackalloc double[8];
-        ref float gr = ref MemoryMarshal.GetReference(g);
-        ref float xr = ref MemoryMarshal.GetReference(xhat);
-        int n = g.Length, i = 0;
-        if (IsAvx512)
-        {
-            Vector512<double> a1 = default, a2 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                var (g0, g1) = Vector512.Widen(Vector512.LoadUnsafe(ref gr, (nuint)i));
-                var (x0, x1) = Vector512.Widen(Vector512.LoadUnsafe(ref xr, (nuint)i));
-                a1 += g0 + g1;
-                a2 = Vector512.FusedMultiplyAdd(g0, x0, Vector512.FusedMultiplyAdd(g1, x1, a2));
-            }
-            a1.Store(l1);
-            a2.Store(l2);
-        }
-        else if (IsAvx2)
-        {
-            Vector256<double> a1 = default, b1 = default, a2 = default, b2 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                var (g0, g1) = Vector256.Widen(Vector256.LoadUnsafe(ref gr, (nuint)i));
-                var (g2, g3) = Vector256.Widen(Vector256.LoadUnsafe(ref gr, (nuint)i + 8));
-                var (x0, x1) = Vector256.Widen(Vector256.LoadUnsafe(ref xr, (nuint)i));
-                var (x2, x3) = Vector256.Widen(Vector256.LoadUnsafe(ref xr, (nuint)i + 8));
-                a1 += g0 + g2;
-                b1 += g1 + g3;
-                a2 = Vector256.FusedMultiplyAdd(g0, x0, Vector256.FusedMultiplyAdd(g2, x2, a2));
-                b2 = Vector256.FusedMultiplyAdd(g1, x1, Vector256.FusedMultiplyAdd(g3, x3, b2));
-            }
-            a1.Store(l1); b1.Store(l1 + 4);
-            a2.Store(l2); b2.Store(l2 + 4);
-        }
-        else if (IsVector128)
-        {
-            Vector128<double> a1 = default, b1 = default, c1 = default, d1 = default;
-            Vector128<double> a2 = default, b2 = default, c2 = default, d2 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                var (g0, g1) = Vector128.Widen(Vector128.LoadUnsafe(ref gr, (nuint)i));
-                var (g2, g3) = Vector128.Widen(Vector128.LoadUnsafe(ref gr, (nuint)i + 4));
-                var (g4, g5) = Vector128.Widen(Vector128.LoadUnsafe(ref gr, (nuint)i + 8));
-                var (g6, g7) = Vector128.Widen(Vector128.LoadUnsafe(ref gr, (nuint)i + 12));
-                var (x0, x1) = Vector128.Widen(Vector128.LoadUnsafe(ref xr, (nuint)i));
-                var (x2, x3) = Vector128.Widen(Vector128.LoadUnsafe(ref xr, (nuint)i + 4));
-                var (x4, x5) = Vector128.Widen(Vector128.LoadUnsafe(ref xr, (nuint)i + 8));
-                var (x6, x7) = Vector128.Widen(Vector128.LoadUnsafe(ref xr, (nuint)i + 12));
-                a1 += g0 + g4; b1 += g1 + g5; c1 += g2 + g6; d1 += g3 + g7;
-                a2 = Vector128.MultiplyAddEstimate(g0, x0, Vector128.MultiplyAddEstimate(g4, x4, a2));
-                b2 = Vector128.MultiplyAddEstimate(g1, x1, Vector128.MultiplyAddEstimate(g5, x5, b2));
-                c2 = Vector128.MultiplyAddEstimate(g2, x2, Vector128.MultiplyAddEstimate(g6, x6, c2));
-                d2 = Vector128.MultiplyAddEstimate(g3, x3, Vector128.MultiplyAddEstimate(g7, x7, d2));
-            }
-            a1.Store(l1); b1.Store(l1 + 2); c1.Store(l1 + 4); d1.Store(l1 + 6);
-            a2.Store(l2); b2.Store(l2 + 2); c2.Store(l2 + 4); d2.Store(l2 + 6);
-        }
-        else
-        {
-            for (int j = 0; j < 8; j++)
-                l1[j] = l2[j] = 0;
-            for (; i + 16 <= n; i += 16)
-            {
-                for (int j = 0; j < 8; j++)
-                {
-                    double g0 = Unsafe.Add(ref gr, i + j), g1 = Unsafe.Add(ref gr, i + 8 + j);
-                    double x0 = Unsafe.Add(ref xr, i + j), x1 = Unsafe.Add(ref xr, i + 8 + j);
-                    l1[j] += g0 + g1;
-                    l2[j] = g0 * x0 + (g1 * x1 + l2[j]);
-                }
-            }
-        }
-        double s1 = Reduce8(l1), s2 = Reduce8(l2);
-        for (; i < n; i++)
-        {
-            double gv = Unsafe.Add(ref gr, i);
-            s1 += gv;
-            s2 += gv * Unsafe.Add(ref xr, i);
-        }
-        return (s1, s2);
-    }
-
     /// <summary>The 8 lanes combined pairwise: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe double Reduce8(double* l) => ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 
-    /// <summary>x̂ = ((x − k) − d)·inv, y = γ·x̂ + β.</summary>
+    /// <summary>y = max(a + b, 0) (NaN stays NaN); y may be a or b.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Normalize(ReadOnlySpan<float> x, Span<float> xhat, Span<float> y, float k, float d, float inv, float gamma, float beta)
+    public static void AddRelu(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y)
     {
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float hr = ref MemoryMarshal.GetReference(xhat);
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float br = ref MemoryMarshal.GetReference(b);
         ref float yr = ref MemoryMarshal.GetReference(y);
-        int n = x.Length, i = 0;
+        int n = a.Length, i = 0;
         if (IsAvx512)
-        {
-            Vector512<float> vk = Vector512.Create(k), vd = Vector512.Create(d), vi = Vector512.Create(inv), vg = Vector512.Create(gamma), vb = Vector512.Create(beta);
             for (; i + 16 <= n; i += 16)
-            {
-                var h = (Vector512.LoadUnsafe(ref xr, (nuint)i) - vk - vd) * vi;
-                h.StoreUnsafe(ref hr, (nuint)i);
-                Vector512.FusedMultiplyAdd(vg, h, vb).StoreUnsafe(ref yr, (nuint)i);
-            }
-        }
+                Vector512.Max(Vector512.LoadUnsafe(ref ar, (nuint)i) + Vector512.LoadUnsafe(ref br, (nuint)i), Vector512<float>.Zero).StoreUnsafe(ref yr, (nuint)i);
         else if (IsAvx2)
-        {
-            Vector256<float> vk = Vector256.Create(k), vd = Vector256.Create(d), vi = Vector256.Create(inv), vg = Vector256.Create(gamma), vb = Vector256.Create(beta);
             for (; i + 8 <= n; i += 8)
-            {
-                var h = (Vector256.LoadUnsafe(ref xr, (nuint)i) - vk - vd) * vi;
-                h.StoreUnsafe(ref hr, (nuint)i);
-                Vector256.FusedMultiplyAdd(vg, h, vb).StoreUnsafe(ref yr, (nuint)i);
-            }
-        }
+                Vector256.Max(Vector256.LoadUnsafe(ref ar, (nuint)i) + Vector256.LoadUnsafe(ref br, (nuint)i), Vector256<float>.Zero).StoreUnsafe(ref yr, (nuint)i);
         else if (IsVector128)
-        {
-            Vector128<float> vk = Vector128.Create(k), vd = Vector128.Create(d), vi = Vector128.Create(inv), vg = Vector128.Create(gamma), vb = Vector128.Create(beta);
             for (; i + 4 <= n; i += 4)
-            {
-                var h = (Vector128.LoadUnsafe(ref xr, (nuint)i) - vk - vd) * vi;
-                h.StoreUnsafe(ref hr, (nuint)i);
-                Vector128.MultiplyAddEstimate(vg, h, vb).StoreUnsafe(ref yr, (nuint)i);
-            }
-        }
+                Vector128.Max(Vector128.LoadUnsafe(ref ar, (nuint)i) + Vector128.LoadUnsafe(ref br, (nuint)i), Vector128<float>.Zero).StoreUnsafe(ref yr, (nuint)i);
         for (; i < n; i++)
-        {
-            float h = (Unsafe.Add(ref xr, i) - k - d) * inv;
-            Unsafe.Add(ref hr, i) = h;
-            Unsafe.Add(ref yr, i) = MulAdd(gamma, h, beta);
-        }
+            Unsafe.Add(ref yr, i) = MathF.Max(Unsafe.Add(ref ar, i) + Unsafe.Add(ref br, i), 0f);
     }
 
-    /// <summary>y = a·x + b.</summary>
+    /// <summary>dx = a + b where y &gt; 0, else 0: the bits of a sum then <see cref="ReluBackward"/>; dx may be a or b.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Affine(ReadOnlySpan<float> x, Span<float> y, float a, float b)
+    public static void AddReluBackward(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> y, Span<float> dx)
     {
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float yr = ref MemoryMarshal.GetReference(y);
-        int n = x.Length, i = 0;
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float br = ref MemoryMarshal.GetReference(b);
+        ref float ys = ref MemoryMarshal.GetReference(y);
+        ref float ds = ref MemoryMarshal.GetReference(dx);
+        int n = a.Length, i = 0;
         if (IsAvx512)
-        {
-            Vector512<float> va = Vector512.Create(a), vb = Vector512.Create(b);
             for (; i + 16 <= n; i += 16)
-                Vector512.FusedMultiplyAdd(va, Vector512.LoadUnsafe(ref xr, (nuint)i), vb).StoreUnsafe(ref yr, (nuint)i);
-        }
+                (Vector512.GreaterThan(Vector512.LoadUnsafe(ref ys, (nuint)i), Vector512<float>.Zero)
+                    & (Vector512.LoadUnsafe(ref ar, (nuint)i) + Vector512.LoadUnsafe(ref br, (nuint)i))).StoreUnsafe(ref ds, (nuint)i);
         else if (IsAvx2)
-        {
-            Vector256<float> va = Vector256.Create(a), vb = Vector256.Create(b);
             for (; i + 8 <= n; i += 8)
-                Vector256.FusedMultiplyAdd(va, Vector256.LoadUnsafe(ref xr, (nuint)i), vb).StoreUnsafe(ref yr, (nuint)i);
-        }
+                (Vector256.GreaterThan(Vector256.LoadUnsafe(ref ys, (nuint)i), Vector256<float>.Zero)
+                    & (Vector256.LoadUnsafe(ref ar, (nuint)i) + Vector256.LoadUnsafe(ref br, (nuint)i))).StoreUnsafe(ref ds, (nuint)i);
         else if (IsVector128)
-        {
-            Vector128<float> va = Vector128.Create(a), vb = Vector128.Create(b);
             for (; i + 4 <= n; i += 4)
-                Vector128.MultiplyAddEstimate(va, Vector128.LoadUnsafe(ref xr, (nuint)i), vb).StoreUnsafe(ref yr, (nuint)i);
-        }
+                (Vector128.GreaterThan(Vector128.LoadUnsafe(ref ys, (nuint)i), Vector128<float>.Zero)
+                    & (Vector128.LoadUnsafe(ref ar, (nuint)i) + Vector128.LoadUnsafe(ref br, (nuint)i))).StoreUnsafe(ref ds, (nuint)i);
         for (; i < n; i++)
-            Unsafe.Add(ref yr, i) = MulAdd(a, Unsafe.Add(ref xr, i), b);
-    }
-
-    /// <summary>z = a·x + (b·y + c).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Affine2(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> z, float a, float b, float c)
-    {
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float yr = ref MemoryMarshal.GetReference(y);
-        ref float zr = ref MemoryMarshal.GetReference(z);
-        int n = x.Length, i = 0;
-        if (IsAvx512)
-        {
-            Vector512<float> va = Vector512.Create(a), vb = Vector512.Create(b), vc = Vector512.Create(c);
-            for (; i + 16 <= n; i += 16)
-            {
-                var t = Vector512.FusedMultiplyAdd(vb, Vector512.LoadUnsafe(ref yr, (nuint)i), vc);
-                Vector512.FusedMultiplyAdd(va, Vector512.LoadUnsafe(ref xr, (nuint)i), t).StoreUnsafe(ref zr, (nuint)i);
-            }
-        }
-        else if (IsAvx2)
-        {
-            Vector256<float> va = Vector256.Create(a), vb = Vector256.Create(b), vc = Vector256.Create(c);
-            for (; i + 8 <= n; i += 8)
-            {
-                var t = Vector256.FusedMultiplyAdd(vb, Vector256.LoadUnsafe(ref yr, (nuint)i), vc);
-                Vector256.FusedMultiplyAdd(va, Vector256.LoadUnsafe(ref xr, (nuint)i), t).StoreUnsafe(ref zr, (nuint)i);
-            }
-        }
-        else if (IsVector128)
-        {
-            Vector128<float> va = Vector128.Create(a), vb = Vector128.Create(b), vc = Vector128.Create(c);
-            for (; i + 4 <= n; i += 4)
-            {
-                var t = Vector128.MultiplyAddEstimate(vb, Vector128.LoadUnsafe(ref yr, (nuint)i), vc);
-                Vector128.MultiplyAddEstimate(va, Vector128.LoadUnsafe(ref xr, (nuint)i), t).StoreUnsafe(ref zr, (nuint)i);
-            }
-        }
-        for (; i < n; i++)
-            Unsafe.Add(ref zr, i) = MulAdd(a, Unsafe.Add(ref xr, i), MulAdd(b, Unsafe.Add(ref yr, i), c));
+            Unsafe.Add(ref ds, i) = Unsafe.Add(ref ys, i) > 0f ? Unsafe.Add(ref ar, i) + Unsafe.Add(ref br, i) : 0f;
     }
 
     /// <summary>dx = dy where y &gt; 0 (y is the ReLU output), else 0.</summary>

@@ -19,6 +19,21 @@ public sealed partial class IlgpuBackend
         if (a.Length > 0) _add(Strided(a.Length), a.Length, V(a), V(b), V(y));
     }
 
+    public void AddRelu(Tensor a, Tensor b, Tensor y)
+    {
+        OpChecks.Length(a.Length, b, nameof(b));
+        OpChecks.Length(a.Length, y, nameof(y));
+        if (a.Length > 0) _addRelu(Strided(a.Length), a.Length, V(a), V(b), V(y));
+    }
+
+    public void AddReluBackward(Tensor a, Tensor b, Tensor y, Tensor dx)
+    {
+        OpChecks.Length(a.Length, b, nameof(b));
+        OpChecks.Length(a.Length, y, nameof(y));
+        OpChecks.Length(a.Length, dx, nameof(dx));
+        if (a.Length > 0) _addReluBackward(Strided(a.Length), a.Length, V(a), V(b), V(y), V(dx));
+    }
+
     public void Multiply(Tensor a, Tensor b, Tensor y)
     {
         OpChecks.Length(a.Length, b, nameof(b));

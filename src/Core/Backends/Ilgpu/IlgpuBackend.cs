@@ -38,18 +38,20 @@ public sealed partial class IlgpuBackend : IBackend
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _maxPool;
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _maxPoolBackward;
     private readonly Action<KernelConfig, int, PoolGeometry, ArrayView<float>, ArrayView<float>> _avgPool, _avgPoolBackward;
-    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _add, _multiply;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>> _add, _addRelu, _multiply;
+    private readonly Action<KernelConfig, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _addReluBackward;
     private readonly Action<KernelConfig, int, ChannelSlice, ArrayView<float>, ArrayView<float>> _copyChannels;
     private readonly Action<KernelConfig, int, int, ArrayView<float>, ArrayView<float>> _globalAvgPool, _globalAvgPoolBackward;
     private readonly Action<KernelConfig, int, int, float, float, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _dropout;
     private readonly Action<KernelConfig, GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _gemm;
     private readonly Action<KernelConfig, int, int, int, int, ArrayView<float>, ArrayView<float>> _sumPartials;
     private readonly Action<KernelConfig, int, ConvGeometry, int, ArrayView<float>, ArrayView<float>> _im2col, _col2im;
-    private readonly Action<KernelConfig, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<double>> _shiftedSums, _dotSums;
+    private readonly Action<KernelConfig, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<double>> _shiftedSums;
+    private readonly Action<KernelConfig, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<double>> _bnBackwardSums;
     private readonly Action<KernelConfig, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _sumsToFloat;
-    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _normalize;
-    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _bnBackwardInput;
-    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>> _channelAffine;
+    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _normalize;
+    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>> _bnBackwardInput;
+    private readonly Action<KernelConfig, int, ChannelLayout, ArrayView<float>, ArrayView<float>, int, ArrayView<float>> _channelAffine;
     private readonly Action<KernelConfig, ChannelLayout, int, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _groupNormForward;
     private readonly Action<KernelConfig, ChannelLayout, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _groupNormBackward;
     private readonly Action<KernelConfig, int, int, float, int, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<float>> _softmaxCrossEntropy;
@@ -90,6 +92,8 @@ public sealed partial class IlgpuBackend : IBackend
             _avgPool = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.AvgForward);
             _avgPoolBackward = a.LoadStreamKernel<int, PoolGeometry, ArrayView<float>, ArrayView<float>>(PoolKernels.AvgBackward);
             _add = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Add);
+            _addRelu = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.AddRelu);
+            _addReluBackward = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.AddReluBackward);
             _multiply = a.LoadStreamKernel<int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GraphKernels.Multiply);
             _copyChannels = a.LoadStreamKernel<int, ChannelSlice, ArrayView<float>, ArrayView<float>>(GraphKernels.CopyChannels);
             _globalAvgPool = a.LoadStreamKernel<int, int, ArrayView<float>, ArrayView<float>>(GraphKernels.GlobalAvgForward);
@@ -100,11 +104,11 @@ public sealed partial class IlgpuBackend : IBackend
             _im2col = a.LoadStreamKernel<int, ConvGeometry, int, ArrayView<float>, ArrayView<float>>(ConvKernels.Im2Col);
             _col2im = a.LoadStreamKernel<int, ConvGeometry, int, ArrayView<float>, ArrayView<float>>(ConvKernels.Col2Im);
             _shiftedSums = a.LoadStreamKernel<ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<double>>(NormKernels.ChannelShiftedSums);
-            _dotSums = a.LoadStreamKernel<ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<double>>(NormKernels.ChannelDotSums);
+            _bnBackwardSums = a.LoadStreamKernel<ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<double>>(NormKernels.BackwardSums);
             _sumsToFloat = a.LoadStreamKernel<ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(NormKernels.ChannelSumsToFloat);
-            _normalize = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.Normalize);
-            _bnBackwardInput = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.BackwardInput);
-            _channelAffine = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.ChannelAffine);
+            _normalize = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(NormKernels.Normalize);
+            _bnBackwardInput = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(NormKernels.BackwardInput);
+            _channelAffine = a.LoadStreamKernel<int, ChannelLayout, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(NormKernels.ChannelAffine);
             _groupNormForward = a.LoadStreamKernel<ChannelLayout, int, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.GroupNormForward);
             _groupNormBackward = a.LoadStreamKernel<ChannelLayout, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.GroupNormBackwardInput);
             _softmaxCrossEntropy = a.LoadStreamKernel<int, int, float, int, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<float>>(LossKernels.SoftmaxCrossEntropy);
@@ -184,15 +188,19 @@ public sealed partial class IlgpuBackend : IBackend
 
     private ArrayView<float> VOrEmpty(Tensor? t) => t is null ? ArrayView<float>.Empty : V(t);
 
-    /// <summary>Copies up to three per-channel coefficient spans into the device coefficient
+    /// <summary>Copies up to five per-channel coefficient spans into the device coefficient
     /// buffer, packed one after the other, in one upload; returns its view.</summary>
-    private ArrayView<float> UploadCoefficients(ReadOnlySpan<float> a, ReadOnlySpan<float> b = default, ReadOnlySpan<float> c = default)
+    private ArrayView<float> UploadCoefficients(ReadOnlySpan<float> a, ReadOnlySpan<float> b = default, ReadOnlySpan<float> c = default,
+        ReadOnlySpan<float> d = default, ReadOnlySpan<float> e = default)
     {
-        int length = a.Length + b.Length + c.Length;
+        int length = a.Length + b.Length + c.Length + d.Length + e.Length;
         if (_coeffHost.Length < length) _coeffHost = new float[length];
-        a.CopyTo(_coeffHost);
-        b.CopyTo(_coeffHost.AsSpan(a.Length));
-        c.CopyTo(_coeffHost.AsSpan(a.Length + b.Length));
+        int at = 0;
+        a.CopyTo(_coeffHost.AsSpan(at));
+        b.CopyTo(_coeffHost.AsSpan(at += a.Length));
+        c.CopyTo(_coeffHost.AsSpan(at += b.Length));
+        d.CopyTo(_coeffHost.AsSpan(at += c.Length));
+        e.CopyTo(_coeffHost.AsSpan(at + d.Length));
         var view = Grow(ref _coeffs, length).SubView(0, length);
         view.CopyFromCPU(_coeffHost.AsSpan(0, length));
         return view;

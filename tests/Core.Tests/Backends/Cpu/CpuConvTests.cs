@@ -32,6 +32,8 @@ public unsafe class CpuConvTests
         { 2, 3, 13, 14, 5, 3, 3, 2, 1, true },    // stride 2 onto 7×7, odd input height
         { 40, 3, 10, 14, 8, 3, 3, 1, 1, true },   // N > 16: chunks of 2–3 samples, direct dW over groups of samples
         { 37, 2, 14, 14, 9, 3, 3, 2, 1, false },  // the same with stride 2
+        { 2, 20, 14, 14, 5, 3, 3, 2, 1, true },   // strided direct dx: Cin = 20 = 16 + 4 lanes of dx, Cout = 5 (phases of 5 and 10 rows)
+        { 2, 3, 14, 28, 6, 3, 3, 2, 1, false },   // strided direct dx, non-square (7 × 14 outputs)
     };
 
     [Theory]

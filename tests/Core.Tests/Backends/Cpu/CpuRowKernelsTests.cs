@@ -42,27 +42,43 @@ public sealed unsafe class CpuRowKernelsTests
         Assert.Equal(BitConverter.DoubleToInt64Bits(s2), BitConverter.DoubleToInt64Bits(got2));
     }
 
-    [Theory]
-    [MemberData(nameof(Lengths))]
-    public void DotSums_FollowTheOneFloat64OrderBitForBit(int n)
+    public static TheoryData<int, bool> LengthsWithRelu()
     {
-        float[] g = Values(n, 2), h = Values(n, 3);
+        var data = new TheoryData<int, bool>();
+        foreach (int n in (int[])[0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 49, 196, 787])
+        {
+            data.Add(n, false);
+            data.Add(n, true);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(LengthsWithRelu))]
+    public void BackwardSums_FollowTheOneFloat64OrderBitForBit(int n, bool relu)
+    {
+        float[] g = Values(n, 2), x = Values(n, 3);
+        var m = Map(relu);
+        // x̂ and the masked g as the scalar definitions give them, then the one summation order.
+        float[] h = [.. x.Select(v => (v - m.Shift - m.MeanMinusShift) * m.InvStd)];
+        float[] gm = [.. g.Select((v, i) => !relu || CpuRowKernels.MulAdd(m.Gamma, h[i], m.Beta) > 0f ? v : 0f)];
+        if (relu && n >= 16) Assert.Contains(0f, gm); // the mask does cut
         double[] l1 = new double[8], l2 = new double[8];
         int i = 0;
         for (; i + 16 <= n; i += 16)
             for (int j = 0; j < 8; j++)
             {
-                l1[j] += (double)g[i + j] + g[i + 8 + j];
-                l2[j] = (double)g[i + j] * h[i + j] + ((double)g[i + 8 + j] * h[i + 8 + j] + l2[j]);
+                l1[j] += (double)gm[i + j] + gm[i + 8 + j];
+                l2[j] = (double)gm[i + j] * h[i + j] + ((double)gm[i + 8 + j] * h[i + 8 + j] + l2[j]);
             }
         double s1 = Pairwise(l1), s2 = Pairwise(l2);
         for (; i < n; i++)
         {
-            s1 += g[i];
-            s2 += (double)g[i] * h[i];
+            s1 += gm[i];
+            s2 += (double)gm[i] * h[i];
         }
 
-        var (got1, got2) = CpuRowKernels.DotSums(g, h);
+        var (got1, got2) = CpuBatchNormRows.BackwardSums(g, x, m);
         Assert.Equal(BitConverter.DoubleToInt64Bits(s1), BitConverter.DoubleToInt64Bits(got1));
         Assert.Equal(BitConverter.DoubleToInt64Bits(s2), BitConverter.DoubleToInt64Bits(got2));
     }
@@ -89,28 +105,44 @@ public sealed unsafe class CpuRowKernelsTests
     }
 
     [Theory]
-    [MemberData(nameof(Lengths))]
-    public void ElementwiseStages_MatchTheirScalarDefinitionBitForBit(int n)
+    [MemberData(nameof(LengthsWithRelu))]
+    public void ElementwiseStages_MatchTheirScalarDefinitionBitForBit(int n, bool relu)
     {
         float[] x = Values(n, 5), y = Values(n, 6), dy = Values(n, 7);
-        const float k = 0.25f, d = -0.125f, inv = 1.7f, gamma = 0.9f, beta = -0.3f;
-        float[] xhat = new float[n], outY = new float[n], aff = new float[n], aff2 = new float[n], relu = new float[n], sig = new float[n];
-        CpuRowKernels.Normalize(x, xhat, outY, k, d, inv, gamma, beta);
-        CpuRowKernels.Affine(x, aff, gamma, beta);
-        CpuRowKernels.Affine2(x, y, aff2, gamma, inv, beta);
-        CpuRowKernels.ReluBackward(y, dy, relu);
+        var m = Map(relu);
+        const float a = 1.3f, b = -0.7f, c = 0.2f;
+        float[] outY = new float[n], dx = new float[n], aff = new float[n], reluDx = new float[n], sig = new float[n], sumRelu = new float[n];
+        float[] sumReluDx = new float[n];
+        CpuBatchNormRows.Normalize(x, outY, m);
+        CpuBatchNormRows.BackwardInput(dy, x, dx, m, a, b, c);
+        CpuBatchNormRows.Affine(x, aff, m.Gamma, m.Beta, relu);
+        CpuRowKernels.ReluBackward(y, dy, reluDx);
         CpuRowKernels.SigmoidBackward(y, dy, sig);
+        CpuRowKernels.AddRelu(x, y, sumRelu);
+        CpuRowKernels.AddReluBackward(x, dy, y, sumReluDx);
+        float Relu(float v) => relu ? MathF.Max(v, 0f) : v;
         for (int i = 0; i < n; i++)
         {
-            float h = (x[i] - k - d) * inv;
-            Same(h, xhat[i], "xhat", i);
-            Same(CpuRowKernels.MulAdd(gamma, h, beta), outY[i], "y", i);
-            Same(CpuRowKernels.MulAdd(gamma, x[i], beta), aff[i], "affine", i);
-            Same(CpuRowKernels.MulAdd(gamma, x[i], CpuRowKernels.MulAdd(inv, y[i], beta)), aff2[i], "affine2", i);
-            Same(y[i] > 0f ? dy[i] : 0f, relu[i], "relu backward", i);
+            float h = (x[i] - m.Shift - m.MeanMinusShift) * m.InvStd;
+            float v = CpuRowKernels.MulAdd(m.Gamma, h, m.Beta);
+            Same(Relu(v), outY[i], "y", i);
+            // the fused ReLU's backward is the separate one's, fed with the forward's own output
+            float g = relu ? (Relu(v) > 0f ? dy[i] : 0f) : dy[i];
+            Same(CpuRowKernels.MulAdd(a, g, CpuRowKernels.MulAdd(b, h, c)), dx[i], "dx", i);
+            Same(Relu(CpuRowKernels.MulAdd(m.Gamma, x[i], m.Beta)), aff[i], "affine", i);
+            Same(y[i] > 0f ? dy[i] : 0f, reluDx[i], "relu backward", i);
             Same(dy[i] * y[i] * (1f - y[i]), sig[i], "sigmoid backward", i);
+            Same(MathF.Max(x[i] + y[i], 0f), sumRelu[i], "add + relu", i);
+            Same(y[i] > 0f ? x[i] + dy[i] : 0f, sumReluDx[i], "add + relu backward", i);
         }
+        // the fused sum + ReLU gives the bits of the two separate passes
+        float[] separate = new float[n];
+        System.Numerics.Tensors.TensorPrimitives.Add(x, y, separate);
+        CpuElementwise.Relu(separate, separate);
+        Assert.Equal(separate, sumRelu);
     }
+
+    private static ChannelMap Map(bool relu) => new(0.25f, -0.125f, 1.7f, 0.9f, -0.3f, relu);
 
     [Fact]
     public void MulAdd_IsFusedExactlyWhereTheHardwareFuses()

@@ -9,28 +9,32 @@ public abstract partial class BackendOpsTests
     [SkippableTheory]
     [InlineData(1001)]
     [InlineData(0)]
-    public void AddAndMultiply_MatchCpuExactly_IntoAThirdTensorOrEitherInput(int n)
+    public void AddsWithReluAndMultiply_MatchCpuExactly_IntoAThirdTensorOrEitherInput(int n)
     {
         var b = Backend;
         var rng = new Random(n + 1);
         float[] x = [.. Random(rng, n).Select(v => 100 * v)], z = Random(rng, n);
         // 0: y separate, 1: y is a, 2: y is b.
-        float[] Run(IBackend be, bool multiply, int alias)
+        float[] Run(IBackend be, int op, int alias)
         {
             using var ta = be.From(x, n);
             using var tb = be.From(z, n);
             using var separate = be.Allocate(n);
             var y = alias switch { 1 => ta, 2 => tb, _ => separate };
-            if (multiply) be.Multiply(ta, tb, y);
-            else be.Add(ta, tb, y);
+            if (op == 0) be.Add(ta, tb, y);
+            else if (op == 1) be.AddRelu(ta, tb, y);
+            else if (op == 2) be.AddReluBackward(ta, tb, tb, y); // masked where b ≤ 0
+            else be.Multiply(ta, tb, y);
             return be.Read(y);
         }
-        foreach (bool multiply in new[] { false, true })
+        for (int op = 0; op < 4; op++)
         {
-            float[] expected = Run(Cpu, multiply, 0);
+            float[] expected = Run(Cpu, op, 0);
             for (int alias = 0; alias < 3; alias++)
-                Assert.Equal(expected, Run(b, multiply, alias));
+                Assert.Equal(expected, Run(b, op, alias));
         }
+        if (n > 0) Assert.Contains(0f, Run(b, 1, 0)); // the ReLU cuts
+        if (n > 0) Assert.Contains(0f, Run(b, 2, 0)); // so does its backward
         using var longer = b.Allocate(n + 1);
         using var shorter = b.Allocate(n);
         Assert.Throws<ArgumentException>(() => b.Add(longer, longer, shorter));

@@ -211,11 +211,14 @@ public abstract partial class BackendOpsTests(BackendFixture fixture)
     // ---- batch norm -----------------------------------------------------------------------
 
     [SkippableTheory]
-    [InlineData(4, 3, 25, 0.0)]
-    [InlineData(6, 5, 1, 0.0)]        // BatchNorm1d layout (S = 1)
-    [InlineData(3, 4, 49, 1e4)]       // mean/std = 1e4
-    [InlineData(0, 3, 4, 0.0)]        // empty shard: zero sums
-    public void BatchNormStages_MatchCpu(int n, int c, int s, double offset)
+    [InlineData(4, 3, 25, 0.0, false)]
+    [InlineData(4, 3, 25, 0.0, true)]        // with the fused ReLU
+    [InlineData(6, 5, 1, 0.0, false)]        // BatchNorm1d layout (S = 1)
+    [InlineData(6, 5, 1, 0.0, true)]
+    [InlineData(3, 4, 49, 1e4, false)]       // mean/std = 1e4
+    [InlineData(3, 4, 49, 1e4, true)]
+    [InlineData(0, 3, 4, 0.0, true)]         // empty shard: zero sums
+    public void BatchNormStages_MatchCpu(int n, int c, int s, double offset, bool relu)
     {
         var b = Backend;
         var layout = new ChannelLayout(n, c, s);
@@ -232,7 +235,6 @@ public abstract partial class BackendOpsTests(BackendFixture fixture)
             using var tx = be.From(x, n, c, s);
             using var tg = be.From(gamma, c);
             using var tb = be.From(beta, c);
-            using var xhat = be.Allocate(n, c, s);
             using var y = be.Allocate(n, c, s);
             using var tdy = be.From(dy, n, c, s);
             using var dx = be.Allocate(n, c, s);
@@ -240,11 +242,12 @@ public abstract partial class BackendOpsTests(BackendFixture fixture)
             var sums = new double[2 * c];
             var back = new double[2 * c];
             be.ChannelShiftedSums(layout, tx, shift, sums);
-            be.BatchNormNormalize(layout, tx, shift, meanMinusShift, invStd, tg, tb, xhat, y);
-            be.BatchNormBackwardSums(layout, tdy, xhat, back);
-            be.BatchNormBackwardInput(layout, tdy, xhat, tg, invStd, meanDy, meanDyXhat, dx);
-            be.ChannelAffine(layout, tx, invStd, meanDy, affine);
-            return (sums, back, [.. be.Read(xhat), .. be.Read(y), .. be.Read(dx), .. be.Read(affine)]);
+            var transform = new BatchNormTransform(shift, meanMinusShift, invStd, tg, tb, relu);
+            be.BatchNormNormalize(layout, tx, transform, y);
+            be.BatchNormBackwardSums(layout, tdy, tx, transform, back);
+            be.BatchNormBackwardInput(layout, tdy, tx, transform, meanDy, meanDyXhat, dx);
+            be.ChannelAffine(layout, tx, invStd, meanDy, relu, affine);
+            return (sums, back, [.. be.Read(y), .. be.Read(dx), .. be.Read(affine)]);
         }
         var expected = Run(Cpu);
         var got = Run(b);

@@ -16,6 +16,23 @@ internal static class GraphKernels
         for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX) y[i] = a[i] + b[i];
     }
 
+    /// <summary>y[i] = max(a[i] + b[i], 0) (0 for NaN, as <see cref="ElementwiseKernels.Relu"/>); y may be a or b.</summary>
+    public static void AddRelu(int n, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+    {
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
+        {
+            float v = a[i] + b[i];
+            y[i] = v > 0f ? v : 0f;
+        }
+    }
+
+    /// <summary>dx[i] = a[i] + b[i] where y[i] &gt; 0, else 0; dx may be a or b.</summary>
+    public static void AddReluBackward(int n, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, ArrayView<float> dx)
+    {
+        for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
+            dx[i] = y[i] > 0f ? a[i] + b[i] : 0f;
+    }
+
     /// <summary>y[i] = a[i]·b[i]; y may be a or b.</summary>
     public static void Multiply(int n, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
     {

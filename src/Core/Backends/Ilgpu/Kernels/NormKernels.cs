@@ -44,21 +44,27 @@ internal static class NormKernels
         }
     }
 
-    /// <summary>Grid: C groups. sums[c] = Σ g, sums[C + c] = Σ g·x̂ over channel c, in float64.</summary>
-    public static void ChannelDotSums(ChannelLayout l, ArrayView<float> dy, ArrayView<float> xhat, ArrayView<double> sums)
+    /// <summary>
+    /// Grid: C groups, coeffs = [k (C), d (C), invStd (C)]. sums[c] = Σ g, sums[C + c] = Σ g·x̂ over channel c in
+    /// float64, x̂ recomputed from x and g = dy masked where the fused ReLU (relu ≠ 0) was off.
+    /// </summary>
+    public static void BackwardSums(ChannelLayout l, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> coeffs,
+        ArrayView<float> gamma, ArrayView<float> beta, int relu, ArrayView<double> sums)
     {
         var s1 = SharedMemory.Allocate<double>(MaxGroup);
         var s2 = SharedMemory.Allocate<double>(MaxGroup);
         int c = Grid.IdxX, t = Group.IdxX, g = Group.DimX;
         int count = l.N * l.Spatial;
+        float gc = gamma[c], bc = beta[c];
         double a = 0, b = 0;
         for (int i = t; i < count; i += g)
         {
             int n = i / l.Spatial, s = i - n * l.Spatial;
             int at = (n * l.Channels + c) * l.Spatial + s;
-            double v = dy[at];
+            float h = Xhat(l, coeffs, c, x[at]);
+            double v = Masked(dy[at], h, gc, bc, relu);
             a += v;
-            b += v * xhat[at];
+            b += v * h;
         }
         TreeSum(s1, s2, a, b, t, g);
         if (t == 0)
@@ -99,43 +105,44 @@ internal static class NormKernels
 
     /// <summary>
     /// Per element (grid-stride), coefficients packed as coeffs = [k (C), d (C), invStd (C)]:
-    /// x̂ = ((x − k) − d)·invStd, y = fma(γ, x̂, β).
+    /// x̂ = ((x − k) − d)·invStd, y = fma(γ, x̂, β), then max(y, 0) when relu ≠ 0 (0 for NaN, as <see cref="ElementwiseKernels.Relu"/>).
     /// </summary>
     public static void Normalize(int n, ChannelLayout l, ArrayView<float> x, ArrayView<float> coeffs,
-        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> xhat, ArrayView<float> y)
+        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, int relu)
     {
         for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
         {
             int c = (i / l.Spatial) % l.Channels;
-            float h = (x[i] - coeffs[c] - coeffs[l.Channels + c]) * coeffs[2 * l.Channels + c];
-            xhat[i] = h;
-            y[i] = Fma(gamma[c], h, beta[c]);
+            float v = Fma(gamma[c], Xhat(l, coeffs, c, x[i]), beta[c]);
+            y[i] = relu == 0 || v > 0f ? v : 0f;
         }
     }
 
     /// <summary>
-    /// Per element (grid-stride), coeffs = [invStd (C), meanDy (C), meanDyXhat (C)]:
-    /// dx = a·g − a·meanDy − a·meanDyXhat·x̂ with a = γ·invStd, as fma(a, g, fma(−a·m₂, x̂, −a·m₁)).
+    /// Per element (grid-stride), coeffs = [k (C), d (C), invStd (C), meanDy (C), meanDyXhat (C)], x̂ and g as in
+    /// <see cref="BackwardSums"/>: dx = a·g − a·meanDy − a·meanDyXhat·x̂ with a = γ·invStd, as fma(a, g, fma(−a·m₂, x̂, −a·m₁)).
     /// </summary>
-    public static void BackwardInput(int n, ChannelLayout l, ArrayView<float> dy, ArrayView<float> xhat,
-        ArrayView<float> gamma, ArrayView<float> coeffs, ArrayView<float> dx)
+    public static void BackwardInput(int n, ChannelLayout l, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> coeffs,
+        ArrayView<float> gamma, ArrayView<float> beta, int relu, ArrayView<float> dx)
     {
         for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
         {
             int c = (i / l.Spatial) % l.Channels;
-            float a = gamma[c] * coeffs[c];
-            float t = Fma(-a * coeffs[2 * l.Channels + c], xhat[i], -a * coeffs[l.Channels + c]);
-            dx[i] = Fma(a, dy[i], t);
+            float h = Xhat(l, coeffs, c, x[i]);
+            float a = gamma[c] * coeffs[2 * l.Channels + c];
+            float t = Fma(-a * coeffs[4 * l.Channels + c], h, -a * coeffs[3 * l.Channels + c]);
+            dx[i] = Fma(a, Masked(dy[i], h, gamma[c], beta[c], relu), t);
         }
     }
 
-    /// <summary>Per element (grid-stride), coeffs = [scale (C), shift (C)]: y = fma(a_c, x, b_c).</summary>
-    public static void ChannelAffine(int n, ChannelLayout l, ArrayView<float> x, ArrayView<float> coeffs, ArrayView<float> y)
+    /// <summary>Per element (grid-stride), coeffs = [scale (C), shift (C)]: y = fma(a_c, x, b_c), then max(y, 0) when relu ≠ 0.</summary>
+    public static void ChannelAffine(int n, ChannelLayout l, ArrayView<float> x, ArrayView<float> coeffs, int relu, ArrayView<float> y)
     {
         for (int i = Grid.IdxX * Group.DimX + Group.IdxX; i < n; i += Grid.DimX * Group.DimX)
         {
             int c = (i / l.Spatial) % l.Channels;
-            y[i] = Fma(coeffs[c], x[i], coeffs[l.Channels + c]);
+            float v = Fma(coeffs[c], x[i], coeffs[l.Channels + c]);
+            y[i] = relu == 0 || v > 0f ? v : 0f;
         }
     }
 
@@ -224,6 +231,14 @@ internal static class NormKernels
             Group.Barrier();
         }
     }
+
+    /// <summary>x̂ = ((x − k_c) − d_c)·invStd_c, coeffs beginning [k (C), d (C), invStd (C)].</summary>
+    private static float Xhat(ChannelLayout l, ArrayView<float> coeffs, int c, float x) =>
+        (x - coeffs[c] - coeffs[l.Channels + c]) * coeffs[2 * l.Channels + c];
+
+    /// <summary>g, or 0 where a fused ReLU's input fma(γ, x̂, β) (as the forward computed it) was not positive.</summary>
+    private static float Masked(float g, float xhat, float gamma, float beta, int relu) =>
+        relu == 0 || Fma(gamma, xhat, beta) > 0f ? g : 0f;
 
     /// <summary>a·b + c rounded once (see the class remarks).</summary>
     private static float Fma(float a, float b, float c) => (float)((double)a * b + c);
