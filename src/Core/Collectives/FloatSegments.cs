@@ -32,16 +32,36 @@ public sealed class FloatSegments
     /// <summary>The number of values, all segments together.</summary>
     public int Length => _starts[^1];
 
-    /// <summary>Copies the values [<paramref name="offset"/>, offset + destination.Length) into <paramref name="destination"/>.</summary>
-    public void CopyTo(int offset, Span<float> destination)
+    /// <summary>
+    /// Copies the values [<paramref name="offset"/>, offset + destination.Length) into <paramref name="destination"/>;
+    /// with <paramref name="streaming"/>, through non-temporal stores (<see cref="StreamingCopy"/>: for a
+    /// destination that another core reads next).
+    /// </summary>
+    public void CopyTo(int offset, Span<float> destination, bool streaming = false)
     {
         CheckRange(offset, destination.Length);
         for (int s = SegmentAt(offset), done = 0; done < destination.Length; s++)
         {
             int from = offset + done - _starts[s], n = Math.Min(_segments[s].Length - from, destination.Length - done);
-            _segments[s].Span.Slice(from, n).CopyTo(destination.Slice(done, n));
+            if (streaming) StreamingCopy.Copy(_segments[s].Span.Slice(from, n), destination.Slice(done, n));
+            else _segments[s].Span.Slice(from, n).CopyTo(destination.Slice(done, n));
             done += n;
         }
+    }
+
+    /// <summary>
+    /// The values from <paramref name="offset"/> on as far as they lie in one segment, at most
+    /// <paramref name="maxCount"/> of them: a transport reads or writes a range in place run by run.
+    /// Empty only when <paramref name="maxCount"/> is 0.
+    /// </summary>
+    public Span<float> RunAt(int offset, int maxCount)
+    {
+        CheckRange(offset, maxCount);
+        if (maxCount == 0) return [];
+        int s = SegmentAt(offset);
+        while (offset - _starts[s] >= _segments[s].Length) s++; // step over empty segments
+        int from = offset - _starts[s];
+        return _segments[s].Span.Slice(from, Math.Min(_segments[s].Length - from, maxCount));
     }
 
     /// <summary>Overwrites the values [<paramref name="offset"/>, offset + source.Length) with <paramref name="source"/>.</summary>

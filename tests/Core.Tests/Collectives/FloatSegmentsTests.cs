@@ -43,6 +43,55 @@ public sealed class FloatSegmentsTests
         }
     }
 
+    [Fact]
+    public void Streamed_copies_read_the_same_values_as_ordinary_ones()
+    {
+        int total = Lengths.Sum();
+        for (int offset = 0; offset <= total; offset++)
+        {
+            var (_, segments) = Make();
+            var read = new float[total - offset];
+            segments.CopyTo(offset, read, streaming: true);
+            Assert.Equal(Enumerable.Range(offset + 1, total - offset).Select(v => (float)v), read);
+        }
+    }
+
+    [Fact]
+    public void A_run_is_the_longest_stretch_from_an_offset_within_one_segment_and_the_runs_cover_every_range()
+    {
+        int total = Lengths.Sum();
+        var (arrays, segments) = Make();
+        for (int offset = 0; offset <= total; offset++)
+        {
+            for (int count = 0; offset + count <= total; count++)
+            {
+                var seen = new List<float>();
+                for (int at = offset; at < offset + count;)
+                {
+                    var run = segments.RunAt(at, offset + count - at);
+                    Assert.False(run.IsEmpty, $"an empty run at {at} of [{offset}, {offset + count})");
+                    // The values themselves (a transport sums in place through it), as far as their segment goes.
+                    var (array, start) = Owner(arrays, run);
+                    Assert.True(at + run.Length == offset + count || start + run.Length == array.Length, $"the run at {at} stops short");
+                    seen.AddRange(run.ToArray());
+                    at += run.Length;
+                }
+                Assert.Equal(Enumerable.Range(offset + 1, count).Select(v => (float)v), seen);
+            }
+            Assert.True(segments.RunAt(offset, 0).IsEmpty);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => segments.RunAt(total, 1));
+
+        static (float[] Array, int Start) Owner(float[][] arrays, Span<float> run)
+        {
+            foreach (var array in arrays)
+                for (int i = 0; i < array.Length; i++)
+                    if (System.Runtime.CompilerServices.Unsafe.AreSame(ref array[i], ref run[0]) && i + run.Length <= array.Length)
+                        return (array, i);
+            throw new Xunit.Sdk.XunitException("the run is not a stretch of one of the segments");
+        }
+    }
+
     [Theory]
     [InlineData(-1, 1)]
     [InlineData(0, 91)]

@@ -15,13 +15,22 @@ public sealed unsafe partial class SharedMemoryGroup
 
     /// <summary>
     /// Replaces <paramref name="values"/> (float32 gradients, the same length on every rank) by their
-    /// sum over the group, in chunks of <see cref="ChunkFloats"/>. Per chunk: every rank copies its
-    /// chunk from where the values lie into its slot; a barrier; rank r sums the r-th part of the
-    /// chunk over all slots, in rank order from rank 0's values — ((g0 + g1) + g2) …, the hub's order —
-    /// into the result slot; a barrier; every rank copies the result back where its values lie. Two
-    /// barriers make one slot enough: a rank rewrites its slot only after the second, when every part
-    /// has been summed, and the result only after the next first one, when everyone has copied it.
+    /// sum over the group, in chunks of <see cref="ChunkFloats"/>. Rank r owns the r-th part of each
+    /// chunk. Per chunk: every rank copies the parts of the others from where its values lie into its
+    /// slot, with streaming stores (<see cref="StreamingCopy"/>); a barrier; rank r sums its part over
+    /// all ranks in rank order from rank 0's — ((g0 + g1) + g2) …, the hub's order —, reading its own
+    /// values where they lie and the others' from their slots, into the result slot; a barrier; every
+    /// rank copies the result back where its values lie. Two barriers make one slot enough: a rank
+    /// rewrites its slot only after the second, when every part has been summed, and the result only
+    /// after the next first one, when everyone has copied it.
     /// </summary>
+    /// <remarks>
+    /// Why the own part stays where it is and the rest is streamed: measured at 16 MiB, K = 2
+    /// (bench/RESULTS.md, issue 13), copying the whole chunk in with ordinary stores took 2.5–3.0 ms
+    /// per sum when the two vCPUs shared an L3 and 5.4–6.3 ms when the hypervisor had put them on
+    /// two chiplets, of which 3–4 ms was the copy-in alone: each store to a line of the slot that the
+    /// other core had read invalidates its copy across the I/O die.
+    /// </remarks>
     public void AllReduce(FloatSegments values, long step) => AllReduce(values, step, hierarchical: false, leaders: null);
 
     /// <summary>
@@ -44,7 +53,10 @@ public sealed unsafe partial class SharedMemoryGroup
             *(int*)(slot + 8) = (int)CollectiveKind.Gradients;
             *(int*)(slot + 12) = offset;
             *(int*)(slot + 16) = length;
-            values.CopyTo(offset, new Span<float>(slot + SlotHeaderBytes, length));
+            int from = (int)((long)length * LocalRank / Size), to = (int)((long)length * (LocalRank + 1) / Size);
+            var mine = new Span<float>(slot + SlotHeaderBytes, length);
+            values.CopyTo(offset, mine[..from], streaming: true);
+            values.CopyTo(offset + to, mine[to..], streaming: true);
             Barrier(step, CollectiveKind.Gradients, -1, wait: true);
             for (int r = 0; r < Size; r++)
             {
@@ -53,13 +65,17 @@ public sealed unsafe partial class SharedMemoryGroup
                     Throw($"rank {_ranks[r]} sent {*(int*)(other + 16)} gradient values at {*(int*)(other + 12)} of step {*(long*)other} " +
                           $"while rank {_ranks[LocalRank]} sent {length} at {offset} of step {step}");
             }
-            int from = (int)((long)length * LocalRank / Size), to = (int)((long)length * (LocalRank + 1) / Size);
-            var sum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes + (long)from * sizeof(float), to - from);
-            ReadOnlySpan<float> Part(int r) => new(FloatSlot(r) + SlotHeaderBytes + (long)from * sizeof(float), to - from);
-            // (g0 + g1) in one pass, then + g2, …: the hub's order.
-            if (Size == 1) Part(0).CopyTo(sum);
-            else System.Numerics.Tensors.TensorPrimitives.Add(Part(0), Part(1), sum);
-            for (int r = 2; r < Size; r++) System.Numerics.Tensors.TensorPrimitives.Add(sum, Part(r), sum);
+            // The own part run by run (it may straddle parameters), each summed over the ranks in order.
+            for (int at = from; at < to;)
+            {
+                var own = values.RunAt(offset + at, to - at);
+                var sum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes + (long)at * sizeof(float), own.Length);
+                // (g0 + g1) in one pass, then + g2, …: the hub's order.
+                if (Size == 1) own.CopyTo(sum);
+                else System.Numerics.Tensors.TensorPrimitives.Add(Part(0, at, own), Part(1, at, own), sum);
+                for (int r = 2; r < Size; r++) System.Numerics.Tensors.TensorPrimitives.Add(sum, Part(r, at, own), sum);
+                at += own.Length;
+            }
             Barrier(step, CollectiveKind.Gradients, -1, wait: true);
             var hostSum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes, length);
             if (hierarchical)
@@ -84,6 +100,10 @@ public sealed unsafe partial class SharedMemoryGroup
             values.CopyFrom(hostSum, offset);
         }
     }
+
+    /// <summary>Rank <paramref name="r"/>'s values at <paramref name="at"/> of the chunk, as many as <paramref name="own"/>: this rank's own where they lie, another's in its slot.</summary>
+    private ReadOnlySpan<float> Part(int r, int at, ReadOnlySpan<float> own) =>
+        r == LocalRank ? own : new(FloatSlot(r) + SlotHeaderBytes + (long)at * sizeof(float), own.Length);
 
     private float[] _hostScratch = [];
 }
