@@ -42,6 +42,11 @@ echo "collectives: K in {$WORKERS}, C in {$CHANNELS}, $WARMUP warm-up + $OPS ops
 
 dotnet build "$ROOT/src/Cli/Cli.csproj" -c Release --nologo -v q >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
 BNDIST="$ROOT/src/Cli/bin/Release/net10.0/bndist"
+# Where the hypervisor runs the vCPUs changes every shared-memory figure (bench/gradients.sh): say it.
+PROBE="$ROOT/bench/out/cross_core_latency"
+gcc -O2 -pthread "$ROOT/bench/probes/cross_core_latency.c" -o "$PROBE"
+placement() { echo "cross-core cache-line latency $("$PROBE") ns (~30: the vCPUs share an L3; ~170: two chiplets)"; }
+placement
 
 for K in $WORKERS; do
     echo "== BnDist, K=$K (BN statistics and gradients through shared memory: impl bndist-shm)"
@@ -55,6 +60,7 @@ for K in $WORKERS; do
         --out "$RESULTS" 2>&1 | tee -a "$OUT/bndist.log"
 done
 
+placement
 if [[ $PEERS == 1 ]]; then
     echo "== peers (gloo, Open MPI)"
     WORKERS="$WORKERS" CHANNELS="$CHANNELS" OPS="$OPS" WARMUP="$WARMUP" SIZES="$SIZES" REPS="$REPS" OUT="$RESULTS" \
@@ -71,5 +77,6 @@ for MODEL in $LAUNCH_MODELS; do
     done
 done
 
+placement
 echo
 /usr/bin/python3 "$ROOT/bench/peers/collectives_table.py" "$RESULTS"

@@ -34,7 +34,7 @@ public sealed class FloatSegments
 
     /// <summary>
     /// Copies the values [<paramref name="offset"/>, offset + destination.Length) into <paramref name="destination"/>;
-    /// with <paramref name="streaming"/>, through non-temporal stores (<see cref="StreamingCopy"/>: for a
+    /// with <paramref name="streaming"/>, through non-temporal stores (<see cref="StreamingStores"/>: for a
     /// destination that another core reads next).
     /// </summary>
     public void CopyTo(int offset, Span<float> destination, bool streaming = false)
@@ -43,7 +43,7 @@ public sealed class FloatSegments
         for (int s = SegmentAt(offset), done = 0; done < destination.Length; s++)
         {
             int from = offset + done - _starts[s], n = Math.Min(_segments[s].Length - from, destination.Length - done);
-            if (streaming) StreamingCopy.Copy(_segments[s].Span.Slice(from, n), destination.Slice(done, n));
+            if (streaming) StreamingStores.Copy(_segments[s].Span.Slice(from, n), destination.Slice(done, n));
             else _segments[s].Span.Slice(from, n).CopyTo(destination.Slice(done, n));
             done += n;
         }

@@ -17,7 +17,7 @@ public sealed unsafe partial class SharedMemoryGroup
     /// Replaces <paramref name="values"/> (float32 gradients, the same length on every rank) by their
     /// sum over the group, in chunks of <see cref="ChunkFloats"/>. Rank r owns the r-th part of each
     /// chunk. Per chunk: every rank copies the parts of the others from where its values lie into its
-    /// slot, with streaming stores (<see cref="StreamingCopy"/>); a barrier; rank r sums its part over
+    /// slot, with streaming stores (<see cref="StreamingStores"/>); a barrier; rank r sums its part over
     /// all ranks in rank order from rank 0's — ((g0 + g1) + g2) …, the hub's order —, reading its own
     /// values where they lie and the others' from their slots, into the result slot; a barrier; every
     /// rank copies the result back where its values lie. Two barriers make one slot enough: a rank
@@ -45,6 +45,7 @@ public sealed unsafe partial class SharedMemoryGroup
         if (hierarchical && (leaders is not null) != (LocalRank == 0))
             throw new ArgumentException("in a hierarchical sum exactly the leader (local rank 0) reaches the other hosts");
         ThrowIfAborted();
+        Span<nint> parts = stackalloc nint[Size]; // where each rank's values of a run lie
         for (int offset = 0; offset < values.Length; offset += ChunkFloats)
         {
             int length = Math.Min(ChunkFloats, values.Length - offset);
@@ -65,15 +66,17 @@ public sealed unsafe partial class SharedMemoryGroup
                     Throw($"rank {_ranks[r]} sent {*(int*)(other + 16)} gradient values at {*(int*)(other + 12)} of step {*(long*)other} " +
                           $"while rank {_ranks[LocalRank]} sent {length} at {offset} of step {step}");
             }
-            // The own part run by run (it may straddle parameters), each summed over the ranks in order.
+            // The own part run by run (it may straddle parameters), each summed over the ranks in
+            // order — (g0 + g1) + g2 …, the hub's order — and streamed into the result slot.
             for (int at = from; at < to;)
             {
                 var own = values.RunAt(offset + at, to - at);
-                var sum = new Span<float>(FloatSlot(Size) + SlotHeaderBytes + (long)at * sizeof(float), own.Length);
-                // (g0 + g1) in one pass, then + g2, …: the hub's order.
-                if (Size == 1) own.CopyTo(sum);
-                else System.Numerics.Tensors.TensorPrimitives.Add(Part(0, at, own), Part(1, at, own), sum);
-                for (int r = 2; r < Size; r++) System.Numerics.Tensors.TensorPrimitives.Add(sum, Part(r, at, own), sum);
+                fixed (float* ownAt = own)
+                {
+                    for (int r = 0; r < Size; r++)
+                        parts[r] = r == LocalRank ? (nint)ownAt : (nint)(FloatSlot(r) + SlotHeaderBytes + (long)at * sizeof(float));
+                    StreamingStores.Sum(parts, new Span<float>(FloatSlot(Size) + SlotHeaderBytes + (long)at * sizeof(float), own.Length));
+                }
                 at += own.Length;
             }
             Barrier(step, CollectiveKind.Gradients, -1, wait: true);
@@ -100,10 +103,6 @@ public sealed unsafe partial class SharedMemoryGroup
             values.CopyFrom(hostSum, offset);
         }
     }
-
-    /// <summary>Rank <paramref name="r"/>'s values at <paramref name="at"/> of the chunk, as many as <paramref name="own"/>: this rank's own where they lie, another's in its slot.</summary>
-    private ReadOnlySpan<float> Part(int r, int at, ReadOnlySpan<float> own) =>
-        r == LocalRank ? own : new(FloatSlot(r) + SlotHeaderBytes + (long)at * sizeof(float), own.Length);
 
     private float[] _hostScratch = [];
 }
