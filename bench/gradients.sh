@@ -14,6 +14,8 @@
 #
 # Run from anywhere:  bench/gradients.sh
 # Knobs (environment): ROUNDS=10 WORKERS=2 SIZE_MIB=16 REPS=30
+#   PLACEMENT=same|across: before each round, wait (probing every 5 s, at most WAIT_S=600 s) until
+#   the vCPUs are in that placement; the hypervisor moves them every few seconds to minutes.
 # Needs gcc, and for the peer openmpi-bin and libopenmpi-dev (mpicc). Raw lines: bench/out/gradients-<time>/.
 set -euo pipefail
 
@@ -22,6 +24,9 @@ ROUNDS=${ROUNDS:-10}
 WORKERS=${WORKERS:-2}
 SIZE_MIB=${SIZE_MIB:-16}
 REPS=${REPS:-30}
+PLACEMENT=${PLACEMENT:-}
+WAIT_S=${WAIT_S:-600}
+[[ -z $PLACEMENT || $PLACEMENT == same || $PLACEMENT == across ]] || { echo "gradients.sh: PLACEMENT must be same or across, got '$PLACEMENT'" >&2; exit 2; }
 for v in ROUNDS WORKERS SIZE_MIB REPS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "gradients.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
@@ -51,7 +56,19 @@ openmpi() {
     $LIMIT mpirun --oversubscribe --bind-to none -np "$WORKERS" --mca btl self,vader "$MPI_BIN" --workers "$WORKERS" \
         --impl openmpi-sm --channels 64 --ops 10 --warmup 10 --sizes-mib "$SIZE_MIB" --reps "$REPS" --out "$OUT/round.jsonl" >>"$OUT/openmpi.log" 2>&1
 }
+# Waits until the probe shows PLACEMENT (80 ns splits ~30 from ~170); gives up after WAIT_S.
+await_placement() {
+    [[ -n $PLACEMENT ]] || return 0
+    local start=$SECONDS ns
+    while :; do
+        ns=$("$PROBE")
+        if [[ $PLACEMENT == same ]]; then ((ns < 80)) && return 0; else ((ns >= 80)) && return 0; fi
+        ((SECONDS - start < WAIT_S)) || { echo "gradients.sh: the vCPUs did not come to placement '$PLACEMENT' within $WAIT_S s (last probe $ns ns)" >&2; return 1; }
+        sleep 5
+    done
+}
 for ((r = 1; r <= ROUNDS; r++)); do
+    await_placement || break
     rm -f "$OUT/round.jsonl"
     probe "$r"
     if ((r % 2)); then bndist; probe "$r"; openmpi; else openmpi; probe "$r"; bndist; fi
