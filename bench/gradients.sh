@@ -77,6 +77,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     echo "round $r done: $(tail -n 5 "$RESULTS" | grep -o '"\(impl\|median_ms\|cross_core_ns\)": *[^,}]*' | tr '\n' ' ')"
 done
 
+[[ -s $RESULTS ]] || { echo "gradients.sh: no round ran" >&2; exit 1; }
 /usr/bin/python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
