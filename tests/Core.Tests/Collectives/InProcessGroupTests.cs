@@ -37,11 +37,17 @@ public sealed class InProcessGroupTests(ITestOutputHelper output)
     /// run's rounding flips such kinks like any perturbation (it lands on exactly the difference
     /// the "every 7th pixel" perturbation gives). No rounding-level oracle holds past the first
     /// step there, while in the first step every statistic, gradient and running average of the
-    /// graph is compared. resnet20 stays at rounding level for three steps.
+    /// graph is compared. resnet20 stays at rounding level for three steps at a global batch of 10;
+    /// at a global batch of 3 only for two. In its third step conv1.weight[12] lands on one of two
+    /// values, 8.40e-4 or 8.56e-4, whichever side of a kink the roundings fall on: one-ulp
+    /// perturbations of every 2nd, 5th, 7th, 11th, 31st, 97th or 101st pixel move it from one to
+    /// the other on the AVX-512 path (every 3rd, 13th and 211th do not), and the scalar path's
+    /// single process starts on the other side. Held to three steps, the oracle passed there only
+    /// when its own perturbation flipped too (a tolerance of 5.5e-3) and failed on the scalar path.
     /// </summary>
     [Theory]
     [InlineData("resnet20", 3, 10, 3)]      // shards 4, 3, 3
-    [InlineData("resnet20", 4, 3, 3)]       // rank 3 has an empty shard
+    [InlineData("resnet20", 4, 3, 2)]       // rank 3 has an empty shard
     [InlineData("bn-inception", 3, 7, 1)]   // shards 3, 2, 2
     [InlineData("bn-inception", 4, 3, 1)]   // rank 3 has an empty shard
     public void K_ranks_equal_one_process_on_residual_and_inception_networks(string model, int k, int batch, int steps)
