@@ -31,6 +31,9 @@ echo "cluster: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(c
 
 dotnet build "$ROOT/src/Cli/Cli.csproj" -c Release --nologo -v q >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
 BNDIST="$ROOT/src/Cli/bin/Release/net10.0/bndist"
+# Where the hypervisor runs the two vCPUs (bench/gradients.sh): ~30 ns one core complex, ~170 two chiplets.
+PROBE="$ROOT/bench/out/cross_core_latency"
+gcc -O2 -pthread "$ROOT/bench/probes/cross_core_latency.c" -o "$PROBE"
 LIMIT="timeout -k 5 900"
 
 # samples/s over the steps of a --metrics-out file after the first: Σ batch / Σ (batch / samples_per_s).
@@ -46,6 +49,7 @@ EOF
 echo "== 1. one epoch of the embedded data, global batch 128: launch --workers 2 against train --threads 2"
 declare -A results
 for round in $(seq 1 "$ROUNDS"); do
+    before=$("$PROBE")
     $LIMIT "$BNDIST" train --threads 2 --epochs 1 --no-eval --quiet --metrics-out "$OUT/train-$round.jsonl" >"$OUT/train-$round.log" 2>&1
     results[train]+="$(throughput "$OUT/train-$round.jsonl" 128) "
     for t in $TRANSPORTS; do
@@ -53,7 +57,7 @@ for round in $(seq 1 "$ROUNDS"); do
             --metrics-out "$OUT/launch-$t-$round.jsonl" >"$OUT/launch-$t-$round.log" 2>&1
         results[$t]+="$(throughput "$OUT/launch-$t-$round.jsonl" 128) "
     done
-    echo "round $round: train $(echo "${results[train]}" | awk '{print $NF}') $(for t in $TRANSPORTS; do echo -n "launch/$t $(echo "${results[$t]}" | awk '{print $NF}') "; done)samples/s"
+    echo "round $round: train $(echo "${results[train]}" | awk '{print $NF}') $(for t in $TRANSPORTS; do echo -n "launch/$t $(echo "${results[$t]}" | awk '{print $NF}') "; done)samples/s; cross-core latency $before -> $("$PROBE") ns"
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 train=$(echo "${results[train]}" | median)
