@@ -12,7 +12,7 @@ BNDIST := src/Cli/bin/$(CONFIG)/net10.0/bndist
 WORKERS ?= 2
 RUN_ARGS ?= --model convnet --epochs 4 --batch-size 128 --lr 0.05 --lr-schedule cosine --momentum 0.9 --weight-decay 5e-4
 
-.PHONY: all build run test test-cpu-paths bench bench-kernels bench-step bench-collectives bench-cluster bench-accuracy bench-gpu clean
+.PHONY: all build run test test-cpu-paths bench bench-kernels bench-step bench-collectives bench-gradients bench-cluster bench-accuracy bench-gpu clean
 
 all: build
 
@@ -46,7 +46,7 @@ test-cpu-paths:
 		env $${switch//,/ } dotnet test tests/Core.Tests -c $(CONFIG) --no-build --filter "$(CPU_PATH_FILTER)" || exit 1; \
 	done
 
-bench: bench-kernels bench-step bench-collectives bench-cluster
+bench: bench-kernels bench-step bench-collectives bench-gradients bench-cluster
 
 bench-kernels:
 	dotnet run -c Release --project bench/Kernels
@@ -56,6 +56,10 @@ bench-step: build
 
 bench-collectives: build
 	bash bench/collectives.sh
+
+# Shared-memory gradients against Open MPI, round by round, labelled with the vCPUs' placement.
+bench-gradients: build
+	bash bench/gradients.sh
 
 bench-cluster: build
 	bash bench/cluster.sh
