@@ -1,10 +1,11 @@
+using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace BnDist.Core.Collectives;
 
 /// <summary>
-/// A copy with non-temporal ("streaming") stores: the values go to memory without taking the
+/// A copy or a sum with non-temporal ("streaming") stores: the values go to memory without taking the
 /// destination's cache lines into this core's cache, and without first fetching them.
 /// </summary>
 /// <remarks>
@@ -17,9 +18,10 @@ namespace BnDist.Core.Collectives;
 /// took 0.9 (bench/RESULTS.md, issue 13). A streaming store does not wait for the line.
 /// </para>
 /// <para>
-/// x86 only (AVX-512, AVX or SSE stores, whichever the process runs); elsewhere, and for the
-/// unaligned head and the tail, an ordinary copy. Ends with a store fence: streaming stores are
-/// weakly ordered, and whoever is told that the values are there must see them.
+/// x86 only (AVX-512, AVX or SSE stores, whichever the process runs), with scalar stores for the
+/// unaligned head and the tail; elsewhere ordinary stores through <see cref="TensorPrimitives"/>.
+/// Ends with a store fence: streaming stores are weakly ordered, and whoever is told that the
+/// values are there must see them.
 /// </para>
 /// </remarks>
 public static unsafe class StreamingStores
@@ -30,60 +32,38 @@ public static unsafe class StreamingStores
         if (destination.Length < source.Length)
             throw new ArgumentException($"{source.Length} values do not fit in {destination.Length}", nameof(destination));
         fixed (float* s = source)
-        fixed (float* d = destination)
         {
-            int n = source.Length, i = 0;
-            if (Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
-            {
-                for (; i < n && ((nint)(d + i) & 63) != 0; i++) d[i] = s[i];
-                for (; i + 16 <= n; i += 16) Avx512F.StoreAlignedNonTemporal(d + i, Vector512.Load(s + i));
-            }
-            else if (Avx.IsSupported && Vector256.IsHardwareAccelerated)
-            {
-                for (; i < n && ((nint)(d + i) & 31) != 0; i++) d[i] = s[i];
-                for (; i + 8 <= n; i += 8) Avx.StoreAlignedNonTemporal(d + i, Vector256.Load(s + i));
-            }
-            else if (Sse.IsSupported && Vector128.IsHardwareAccelerated)
-            {
-                for (; i < n && ((nint)(d + i) & 15) != 0; i++) d[i] = s[i];
-                for (; i + 4 <= n; i += 4) Sse.StoreAlignedNonTemporal(d + i, Vector128.Load(s + i));
-            }
-            else
-            {
-                source.CopyTo(destination);
-                return;
-            }
-            for (; i < n; i++) d[i] = s[i];
-            Sse.StoreFence();
+            nint part = (nint)s;
+            Sum(new ReadOnlySpan<nint>(&part, 1), destination[..source.Length]);
         }
     }
 
     /// <summary>
     /// Writes into <paramref name="destination"/> the sum of the float arrays at <paramref name="parts"/>
     /// (each as long as the destination), added in order — ((p0 + p1) + p2) … per element, the bits of
-    /// <see cref="System.Numerics.Tensors.TensorPrimitives.Add(ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float})"/>
-    /// applied part after part —, through streaming stores.
+    /// <see cref="TensorPrimitives.Add(ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float})"/>
+    /// applied part after part —, through streaming stores; one part is a copy.
     /// </summary>
     public static void Sum(ReadOnlySpan<nint> parts, Span<float> destination)
     {
         if (parts.IsEmpty) throw new ArgumentException("no part to sum", nameof(parts));
-        if (parts.Length == 1)
+        int k = parts.Length, n = destination.Length, i = 0;
+        if (!(Sse.IsSupported && Vector128.IsHardwareAccelerated))
         {
-            Copy(new ReadOnlySpan<float>((float*)parts[0], destination.Length), destination);
+            // No streaming store here (ARM64, or intrinsics switched off): the library's vector loops.
+            new ReadOnlySpan<float>((float*)parts[0], n).CopyTo(destination);
+            for (int r = 1; r < k; r++) TensorPrimitives.Add(destination, new ReadOnlySpan<float>((float*)parts[r], n), destination);
             return;
         }
-        int k = parts.Length;
-        float* p0 = (float*)parts[0], p1 = (float*)parts[1];
         fixed (float* d = destination)
         {
-            int n = destination.Length, i = 0;
             if (Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
             {
                 for (; i < n && ((nint)(d + i) & 63) != 0; i++) d[i] = ScalarSum(parts, i);
                 for (; i + 16 <= n; i += 16)
                 {
-                    var sum = Vector512.Load(p0 + i) + Vector512.Load(p1 + i);
-                    for (int r = 2; r < k; r++) sum += Vector512.Load((float*)parts[r] + i);
+                    var sum = Vector512.Load((float*)parts[0] + i);
+                    for (int r = 1; r < k; r++) sum += Vector512.Load((float*)parts[r] + i);
                     Avx512F.StoreAlignedNonTemporal(d + i, sum);
                 }
             }
@@ -92,30 +72,31 @@ public static unsafe class StreamingStores
                 for (; i < n && ((nint)(d + i) & 31) != 0; i++) d[i] = ScalarSum(parts, i);
                 for (; i + 8 <= n; i += 8)
                 {
-                    var sum = Vector256.Load(p0 + i) + Vector256.Load(p1 + i);
-                    for (int r = 2; r < k; r++) sum += Vector256.Load((float*)parts[r] + i);
+                    var sum = Vector256.Load((float*)parts[0] + i);
+                    for (int r = 1; r < k; r++) sum += Vector256.Load((float*)parts[r] + i);
                     Avx.StoreAlignedNonTemporal(d + i, sum);
                 }
             }
-            else if (Sse.IsSupported && Vector128.IsHardwareAccelerated)
+            else
             {
                 for (; i < n && ((nint)(d + i) & 15) != 0; i++) d[i] = ScalarSum(parts, i);
                 for (; i + 4 <= n; i += 4)
                 {
-                    var sum = Vector128.Load(p0 + i) + Vector128.Load(p1 + i);
-                    for (int r = 2; r < k; r++) sum += Vector128.Load((float*)parts[r] + i);
+                    var sum = Vector128.Load((float*)parts[0] + i);
+                    for (int r = 1; r < k; r++) sum += Vector128.Load((float*)parts[r] + i);
                     Sse.StoreAlignedNonTemporal(d + i, sum);
                 }
             }
-            for (; i < n; i++) d[i] = ScalarSum(parts, i);
-            if (Sse.IsSupported) Sse.StoreFence();
+            for (; i < n; i++) d[i] = ScalarSum(parts, i); // the tail
+            Sse.StoreFence();
         }
     }
 
+    /// <summary>Element <paramref name="i"/> of the sum, in the same order as the vector lanes.</summary>
     private static float ScalarSum(ReadOnlySpan<nint> parts, int i)
     {
-        float sum = ((float*)parts[0])[i] + ((float*)parts[1])[i];
-        for (int r = 2; r < parts.Length; r++) sum += ((float*)parts[r])[i];
+        float sum = ((float*)parts[0])[i];
+        for (int r = 1; r < parts.Length; r++) sum += ((float*)parts[r])[i];
         return sum;
     }
 }
