@@ -68,7 +68,7 @@ public sealed class UserModelTests(ITestOutputHelper output)
 
         // K workers (shards 8, 7, 7) equal one process on the concatenated batch.
         var single = ShardedRun.TrainSingle(config, Data, TinyNet);
-        var perturbed = ShardedRun.TrainSingle(config, Equivalence.RoundingPerturbed(Data), TinyNet);
+        var perturbed = ShardedRun.TrainSingle(config, Equivalence.SumOrderPerturbed(Data, config), TinyNet);
         foreach (var worker in result.Workers)
             Equivalence.AssertSameRun(single, perturbed, new RunResult(new(worker.State), [.. worker.Losses]), output);
 
