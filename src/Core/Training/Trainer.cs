@@ -38,8 +38,7 @@ public sealed class Trainer
         if (config.BatchesPerEpoch(train.Count) == 0)
             throw new ArgumentException($"--batch-size: the training set has {train.Count} samples, no whole batch of {config.BatchSize} " +
                                         "(--keep-last-batch trains on the short one)");
-        Sampler = new DistributedSampler(train.Count, config.BatchSize, collective.WorldSize, collective.Rank, config.Shuffle, config.Seed,
-            config.DropLast);
+        Sampler = config.Sampler(train.Count, collective.WorldSize, collective.Rank);
         TotalSteps = config.TotalSteps(Sampler.BatchesPerEpoch);
         Schedule = config.Schedule(Sampler.BatchesPerEpoch);
         network.Context.Seed = config.Seed;

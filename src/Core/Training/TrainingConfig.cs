@@ -93,6 +93,10 @@ public sealed record TrainingConfig
     /// <summary>Total steps of the run given the number of batches per epoch.</summary>
     public long TotalSteps(int batchesPerEpoch) => Steps > 0 ? Steps : (long)Epochs * batchesPerEpoch;
 
+    /// <summary>The sampler rank <paramref name="rank"/> of <paramref name="worldSize"/> draws this run's batches from (the trainer's).</summary>
+    public DistributedSampler Sampler(int trainCount, int worldSize, int rank) =>
+        new(trainCount, BatchSize, worldSize, rank, Shuffle, Seed, DropLast);
+
     public LearningRateSchedule Schedule(int batchesPerEpoch) =>
         new LearningRateSchedule(LrSchedule, LearningRate, TotalSteps(batchesPerEpoch),
             LrStepSize > 0 ? LrStepSize : batchesPerEpoch, LrGamma).Validate();

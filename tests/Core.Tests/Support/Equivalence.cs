@@ -43,7 +43,7 @@ internal static class Equivalence
     /// </summary>
     public static Dataset SumOrderPerturbed(Dataset data, TrainingConfig config)
     {
-        var sampler = new DistributedSampler(data.Count, config.BatchSize, 1, 0, config.Shuffle, config.Seed, config.DropLast);
+        var sampler = config.Sampler(data.Count, worldSize: 1, rank: 0);
         long steps = config.TotalSteps(sampler.BatchesPerEpoch);
         if (steps > sampler.BatchesPerEpoch)
             throw new ArgumentException($"a run of {steps} steps spans more than one epoch of {sampler.BatchesPerEpoch} batches: reordering would change its later batches");

@@ -1,5 +1,4 @@
 using BnDist.Core.Collectives;
-using BnDist.Core.Data;
 using BnDist.Core.Models;
 using BnDist.Core.Training;
 using Xunit.Abstractions;
@@ -10,12 +9,12 @@ namespace BnDist.Core.Tests.Support;
 public sealed class EquivalenceTests(ITestOutputHelper output)
 {
     [Fact]
-    public void Reordering_keeps_every_global_batch_and_reverses_its_samples()
+    public void Reordering_keeps_every_global_batch_of_the_trainer_and_reverses_its_samples()
     {
         var data = Checkpoints.CheckpointTests.SyntheticData(30);
         var config = new TrainingConfig { Model = "convnet", BatchSize = 7, Steps = 4, Seed = 5 };
         var reordered = Equivalence.SumOrderPerturbed(data, config);
-        var sampler = new DistributedSampler(data.Count, config.BatchSize, 1, 0, config.Shuffle, config.Seed, config.DropLast);
+        var sampler = config.Sampler(data.Count, worldSize: 1, rank: 0);
         int size = data.Channels * data.Rows * data.Cols;
         for (int b = 0; b < 4; b++)
         {
